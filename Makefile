@@ -1,0 +1,34 @@
+# nnlab: every target sets itself up on a fresh machine (creates .venv and installs on first use).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-slow test-all bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)           ## train the default experiment (LeNet-5 on the offline digits) and log it
+	$(PY) -m nnlab
+
+test: $(STAMP)          ## the default test suite (< 15 min on 2 cores)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)     ## the long tests (real-data studies, MLflow UI in a browser)
+	$(PY) -m pytest -q -m slow
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+bench: $(STAMP)         ## benchmarks; figures go to bench/results.md
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf mlruns/hydra mlruns/artifacts mlruns/mlflow.db

@@ -1,0 +1,181 @@
+"""validate -> build data, model, module -> open the MLflow run -> fit, test -> close the run."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+import nnlab
+from nnlab.config import GROUPS, ConfigError, group_params, plain, validate
+
+
+def build_datamodule(cfg: DictConfig):
+    """The data module with its arrays loaded, so its shapes are known."""
+    from hydra.utils import instantiate
+
+    params = group_params(cfg.dataset)
+    datamodule = instantiate({"_target_": cfg.dataset._target_, **params},
+                             batch_size=cfg.batch_size, seed=cfg.seed)
+    datamodule.prepare()
+    return datamodule
+
+
+def build_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int):
+    """The network with the chosen activation in every hidden layer and the chosen init."""
+    from hydra.utils import get_class
+
+    from nnlab.activations import activation_factory
+    from nnlab.inits import apply_init
+
+    act_params = group_params(cfg.activation)
+    activation = activation_factory(cfg.activation.name, **act_params)
+    model_cls = get_class(cfg.model._target_)
+    model = model_cls(tuple(input_shape), num_outputs, activation, **group_params(cfg.model))
+    init_params = group_params(cfg.init)
+    if cfg.activation.name == "leaky_relu":
+        init_params.setdefault("negative_slope", act_params.get("negative_slope", 0.01))
+    return apply_init(model, cfg.init.name, activation=cfg.activation.name, **init_params)
+
+
+def build_module(cfg: DictConfig, model, task: str, num_classes: int):
+    from hydra.utils import instantiate
+
+    from nnlab.losses import Objective
+    from nnlab.module import LabModule
+
+    objective = Objective(cfg.loss.name, task, num_classes, **group_params(cfg.loss))
+    optimizer = instantiate({k: v for k, v in plain(cfg.optimizer).items() if k != "name"})
+    scheduler = None
+    if cfg.scheduler.get("_target_"):
+        scheduler = instantiate({k: v for k, v in plain(cfg.scheduler).items() if k != "name"})
+    return LabModule(model, objective, optimizer, scheduler)
+
+
+def build(cfg: DictConfig):
+    """Everything but the tracker and trainer: (datamodule, module)."""
+    datamodule = build_datamodule(cfg)
+    info = datamodule.info
+    model = build_model(cfg, info.input_shape, info.num_outputs)
+    return datamodule, build_module(cfg, model, info.task, datamodule.num_classes)
+
+
+def model_summary(model, input_shape: Sequence[int]) -> str:
+    from torchinfo import summary
+
+    stats = summary(model, input_size=(1, *input_shape), verbose=0, device="cpu",
+                    col_names=("output_size", "num_params"), row_settings=("var_names",))
+    return str(stats)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(nnlab.__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def run_tags(cfg: DictConfig, overrides: Sequence[str], extra: dict[str, str]) -> dict[str, str]:
+    tags = {f"nnlab.{group}": str(cfg[group].name) for group in GROUPS}
+    tags.update({
+        "nnlab.version": nnlab.__version__,
+        "nnlab.overrides": " ".join(overrides) or "(none)",
+        "mlflow.source.name": "nnlab",
+    })
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    tags.update(extra)
+    return tags
+
+
+class EpochTimer:
+    """Logs epoch wall seconds and training samples per second."""
+
+    def __new__(cls):
+        from lightning.pytorch.callbacks import Callback
+
+        class _EpochTimer(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                self.start, self.samples = time.perf_counter(), 0
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                self.samples += len(batch[0])
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                seconds = time.perf_counter() - self.start
+                pl_module.log_dict({"time/epoch_s": seconds,
+                                    "time/samples_per_s": self.samples / max(seconds, 1e-9)})
+
+        return _EpochTimer()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
+        extra_tags: dict[str, str] | None = None) -> float:
+    """Train and test one configuration; return the monitored validation metric."""
+    validate(cfg)
+
+    import lightning.pytorch as pl
+
+    from nnlab.data import DataError
+    from nnlab.tracking import MlflowRunLogger, Tracker, flatten
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    try:
+        datamodule, module = build(cfg)
+    except DataError as err:
+        raise ConfigError(str(err)) from None
+    info = datamodule.info
+    num_params = sum(p.numel() for p in module.model.parameters())
+    summary = model_summary(module.model, info.input_shape)
+
+    tracker = Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
+                      cfg.mlflow.artifact_root)
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    params["model.num_params"] = num_params
+    tracker.start(cfg.mlflow.run_name, params, run_tags(cfg, overrides, extra_tags or {}))
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
+        tracker.log_text(summary, "model_summary.txt")
+        tracker.log_metrics({"model/params": num_params})
+        out = Path(output_dir or "mlruns/hydra/last")
+        trainer = pl.Trainer(
+            accelerator=cfg.accelerator.accelerator,
+            devices=cfg.accelerator.devices,
+            precision=str(cfg.accelerator.precision),
+            logger=MlflowRunLogger(tracker),
+            callbacks=[EpochTimer()],
+            default_root_dir=out,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            **plain(cfg.trainer),
+        )
+        trainer.fit(module, datamodule=datamodule)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training interrupted")
+        monitored = float(trainer.callback_metrics[module.monitor])
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        trainer.logger.finalize("success")
+        tracker.end("FINISHED")
+        return monitored
+    except (KeyboardInterrupt, SystemExit) as err:
+        tracker.end("KILLED", err)
+        raise
+    except BaseException as err:
+        tracker.end("FAILED", err)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
