@@ -1,0 +1,60 @@
+"""Shared test helpers: compose configs with Hydra, run the CLI in a scratch folder, read MLflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
+SHARED_DATA = ROOT.parent / "shared" / "data"
+QUIET = ["trainer.enable_progress_bar=false"]
+
+
+def compose_cfg(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python -m nnlab <overrides>` would run, composed by Hydra."""
+    from nnlab.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m nnlab ARGS` in `cwd` (its default store lands in cwd/mlruns)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "nnlab", *args, *QUIET], cwd=cwd, capture_output=True,
+        text=True, timeout=timeout, env=full_env,
+    )
+
+
+def store_uri(cwd: Path) -> str:
+    return f"sqlite:///{cwd}/mlruns/mlflow.db"
+
+
+def all_runs(cwd: Path, experiment: str = "nnlab") -> list:
+    """Every run of `experiment` in cwd's default store ([] when there is no store)."""
+    if not (cwd / "mlruns" / "mlflow.db").exists():
+        return []
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri(cwd))
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data (real MNIST / Fashion-MNIST); the test is skipped where it is absent."""
+    if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
+        pytest.skip(f"real data sets not found in {SHARED_DATA}")
+    return SHARED_DATA
