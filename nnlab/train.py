@@ -117,6 +117,14 @@ class EpochTimer:
         return _EpochTimer()
 
 
+def report(tracker, cfg: DictConfig, monitor: str, value: float, metrics: dict) -> None:
+    """One line per finished run: what ran, how it scored, where to look."""
+    test = {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
+    scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(test.items()))
+    print(f"nnlab: run '{cfg.mlflow.run_name}' FINISHED ({tracker.run_id}): "
+          f"{monitor}={value:.4f} {scores} | store {cfg.mlflow.tracking_uri}", flush=True)
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -126,7 +134,11 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     """Train and test one configuration; return the monitored validation metric."""
     validate(cfg)
 
+    import logging
+
     import lightning.pytorch as pl
+
+    logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints its own lines
 
     from nnlab.data import DataError
     from nnlab.tracking import MlflowRunLogger, Tracker, flatten
@@ -170,6 +182,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         trainer.test(module, datamodule=datamodule, verbose=False)
         trainer.logger.finalize("success")
         tracker.end("FINISHED")
+        report(tracker, cfg, module.monitor, monitored, trainer.callback_metrics)
         return monitored
     except (KeyboardInterrupt, SystemExit) as err:
         tracker.end("KILLED", err)
