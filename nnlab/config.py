@@ -151,7 +151,9 @@ def _check_types(cfg: DictConfig) -> None:
     for group, schema in GROUP_SCHEMAS.items():
         node = cfg.get(group)
         if not isinstance(node, DictConfig):
-            raise ConfigError(f"'{group}' must be a config group; choose one with {group}=<option>.")
+            raise ConfigError(
+                f"'{group}' must be a config group; choose one with {group}=<option>."
+            )
         typed = OmegaConf.structured(schema)
         OmegaConf.set_struct(typed, False)
         try:

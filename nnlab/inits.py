@@ -19,7 +19,8 @@ INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def _kaiming(fill: Callable[..., Any]) -> Callable[..., Any]:
     def init(
-        w: torch.Tensor, activation: str, mode: str = "fan_in", negative_slope: float = 0.01, **_: Any
+        w: torch.Tensor, activation: str, mode: str = "fan_in",
+        negative_slope: float = 0.01, **_: Any,
     ) -> None:
         """He init whose gain follows the model's activation (leaky_relu uses its slope)."""
         nonlinearity = KAIMING_NONLINEARITY.get(activation, "relu")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,9 +23,10 @@ def compose_cfg(overrides: Sequence[str] = ()) -> DictConfig:
     """The config `python -m nnlab <overrides>` would run, composed by Hydra."""
     from nnlab.config import register_configs
 
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    if not GlobalHydra.instance().is_initialized():  # initialise once per test session
+        register_configs()
+        initialize_config_dir(config_dir=CONF_DIR, version_base="1.3")
+    return compose(config_name="config", overrides=list(overrides))
 
 
 def run_cli(cwd: Path, *args: str, timeout: float = 600,
