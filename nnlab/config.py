@@ -66,6 +66,9 @@ class ModelParams:
     hidden: list[int] | None = None
     pool: str = "max"
     width: float = 1.0
+    classic: bool = False
+    batch_norm: bool = False
+    fc_units: int = 512
 
 
 @dataclass

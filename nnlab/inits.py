@@ -15,6 +15,7 @@ from torch import nn
 from nnlab.activations import KAIMING_NONLINEARITY
 
 INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+OWN_INIT = "nnlab_own_init"  # set on a layer a model initialised itself; apply_init skips it
 
 
 def _kaiming(fill: Callable[..., Any]) -> Callable[..., Any]:
@@ -65,6 +66,7 @@ def apply_init(
 ) -> nn.Module:
     """Initialise every Linear/Conv weight with `name` and every bias with `bias`.
 
+    Layers a model initialised itself (`init_layer`, marked with OWN_INIT) are skipped.
     `default` keeps PyTorch's own initialisation of weights and biases alike.
     """
     if name == "default":
@@ -72,11 +74,24 @@ def apply_init(
     fill_weight = WEIGHT_INITS[name]
     fill_bias = BIAS_INITS[bias]
     for layer in model.modules():
-        if isinstance(layer, INIT_LAYERS):
+        if isinstance(layer, INIT_LAYERS) and not getattr(layer, OWN_INIT, False):
             fill_weight(layer.weight, activation, **params)
             if layer.bias is not None:
                 fill_bias(layer.bias)
     return model
+
+
+@torch.no_grad()
+def init_layer(
+    layer: nn.Module, name: str, activation: str = "relu", bias: str = "zeros", **params: Any
+) -> nn.Module:
+    """Initialise one layer (a per-layer override) and mark it so apply_init leaves it alone."""
+    if name != "default":
+        WEIGHT_INITS[name](layer.weight, activation, **params)
+        if getattr(layer, "bias", None) is not None:
+            BIAS_INITS[bias](layer.bias)
+    setattr(layer, OWN_INIT, True)
+    return layer
 
 
 def kaiming_std(fan: int, nonlinearity: str, negative_slope: float = 0.01) -> float:
