@@ -117,6 +117,8 @@ class DatasetParams:
     download: bool = True
     channels: int | None = None
     resize: int | None = None
+    crop_padding: int = 0
+    hflip: bool = False
 
 
 @dataclass
