@@ -71,7 +71,8 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator).to(self.x.device)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            # index_select, not x[idx]: advanced indexing is up to 100x slower on a busy CPU
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)
         torch.randperm(n, generator=self.generator)  # RandomSampler's tail (num_samples % n)
 
 
