@@ -43,6 +43,16 @@ class MlflowSchema:
 
 
 @dataclass
+class InstrumentsSchema:
+    """Per-layer measurements and plots during training (nnlab/instruments.py)."""
+
+    enabled: bool = True
+    every_n_steps: int = 50
+    saturation_threshold: float = 0.01
+    plots: bool = True
+
+
+@dataclass
 class NnlabSchema:
     model: Any = MISSING
     activation: Any = MISSING
@@ -56,6 +66,7 @@ class NnlabSchema:
     batch_size: int = 64
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     mlflow: MlflowSchema = field(default_factory=MlflowSchema)
+    instruments: InstrumentsSchema = field(default_factory=InstrumentsSchema)
 
 
 # Known parameter types per group (a subset: options may add others).

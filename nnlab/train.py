@@ -141,6 +141,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints its own lines
 
     from nnlab.data import DataError
+    from nnlab.instruments import instrument_callbacks
     from nnlab.tracking import MlflowRunLogger, Tracker, flatten
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -169,7 +170,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             devices=cfg.accelerator.devices,
             precision=str(cfg.accelerator.precision),
             logger=MlflowRunLogger(tracker),
-            callbacks=[EpochTimer()],
+            callbacks=[EpochTimer(), *instrument_callbacks(cfg)],
             default_root_dir=out,
             enable_checkpointing=False,
             enable_model_summary=False,
