@@ -67,6 +67,7 @@ class NnlabSchema:
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     mlflow: MlflowSchema = field(default_factory=MlflowSchema)
     instruments: InstrumentsSchema = field(default_factory=InstrumentsSchema)
+    study: Any = None  # run-length modes of a study (experiments/study_modes.yaml)
 
 
 # Known parameter types per group (a subset: options may add others).

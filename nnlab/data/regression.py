@@ -20,16 +20,21 @@ class SineDataModule(TensorDataModule):
     is_image = False
 
     def __init__(self, n_samples: int = 2000, noise: float = 0.05, test_fraction: float = 0.2,
-                 **kwargs: object) -> None:
+                 outliers: float = 0.0, **kwargs: object) -> None:
         kwargs.setdefault("normalize", False)
         super().__init__(**kwargs)
         self.n_samples, self.noise, self.test_fraction = n_samples, noise, test_fraction
+        self.outliers = outliers  # fraction of train/val targets replaced by gross errors
 
     def load(self) -> tuple[Split, Split]:
         g = torch.Generator().manual_seed(0)
         x = (torch.rand(self.n_samples, 1, generator=g) * 2 - 1) * math.pi
         y = torch.sin(x) + self.noise * torch.randn(self.n_samples, 1, generator=g)
-        return holdout(x, y, self.test_fraction)
+        pool, test = holdout(x, y, self.test_fraction)
+        if self.outliers > 0:  # the test set stays clean: it scores the fit to sin(x)
+            bad = torch.randperm(len(pool.y), generator=g)[: round(len(pool.y) * self.outliers)]
+            pool.y[bad] += 5 * torch.randn(len(bad), 1, generator=g)
+        return pool, test
 
 
 class DiabetesDataModule(TensorDataModule):
