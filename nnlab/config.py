@@ -53,6 +53,11 @@ class InstrumentsSchema:
 
 
 @dataclass
+class CheckpointSchema:
+    every_n_steps: int = 100
+
+
+@dataclass
 class NnlabSchema:
     model: Any = MISSING
     activation: Any = MISSING
@@ -66,6 +71,8 @@ class NnlabSchema:
     batch_size: int = 64
     trainer: TrainerSchema = field(default_factory=TrainerSchema)
     mlflow: MlflowSchema = field(default_factory=MlflowSchema)
+    checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
+    resume: str | None = None
     instruments: InstrumentsSchema = field(default_factory=InstrumentsSchema)
     study: Any = None  # run-length modes of a study (experiments/study_modes.yaml)
 

@@ -20,12 +20,18 @@ from lightning.pytorch.utilities import rank_zero_only
 # A tracking server that does not answer must fail fast, not hang for minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
+CHECKPOINT_TAG = "nnlab.checkpoint"
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be reached, created or written; the message says which and why."""
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -59,8 +65,21 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
+            _use_wal(db)
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _use_wal(db: Path) -> None:
+    """Write-ahead logging (a persistent setting of the file): readers no longer block the one
+    writer, so parallel jobs wait less on each other."""
+    import sqlite3
+
+    if not db.exists():
+        return
+    with sqlite3.connect(db, timeout=30) as conn:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 class Tracker:
@@ -70,10 +89,13 @@ class Tracker:
                  artifact_root: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
-        with store_lock(tracking_uri):
-            self.client = MlflowClient(tracking_uri)
-            self.experiment_id = self._experiment_id(artifact_root)
         self.run_id: str | None = None
+        try:
+            with store_lock(tracking_uri):
+                self.client = MlflowClient(tracking_uri)
+                self.experiment_id = self._experiment_id(artifact_root)
+        except Exception as err:
+            raise TrackingError(store_message(tracking_uri, err)) from err
 
     def _experiment_id(self, artifact_root: str | None) -> str:
         found = self.client.get_experiment_by_name(self.experiment_name)
@@ -86,6 +108,37 @@ class Tracker:
             return self.client.create_experiment(self.experiment_name, location)
         except MlflowException:  # created meanwhile by a parallel job
             return self.client.get_experiment_by_name(self.experiment_name).experiment_id
+
+    def find_run(self, spec: str) -> Any:
+        """The run `spec` names: a run id, or "last" (the newest unfinished run of this
+        experiment that has a checkpoint)."""
+        if spec != "last":
+            try:
+                return self.client.get_run(spec)
+            except MlflowException:
+                raise TrackingError(
+                    f"resume={spec}: no run with that id in {self.tracking_uri}. Give the run "
+                    "id MLflow shows (32 hex digits), or resume=last."
+                ) from None
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{CHECKPOINT_TAG}` != ''",
+            order_by=["attributes.start_time DESC"], max_results=20,
+        )
+        for found in runs:
+            if found.info.status != "FINISHED":
+                return found
+        raise TrackingError(
+            f"resume=last: experiment '{self.experiment_name}' in {self.tracking_uri} has no "
+            "unfinished run with a checkpoint to resume. Start a new run without resume=."
+        )
+
+    def reopen(self, run_id: str) -> dict[str, int]:
+        """Mark a stopped run RUNNING again; return each metric's last logged step."""
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        keys = self.client.get_run(run_id).data.metrics
+        return {key: max(m.step for m in self.client.get_metric_history(run_id, key))
+                for key in keys}
 
     def start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
@@ -120,14 +173,36 @@ class Tracker:
         self.client.set_terminated(self.run_id, status)
 
 
+def store_message(tracking_uri: str, err: BaseException) -> str:
+    """One paragraph: which store failed, why, and what to do."""
+    text = str(err).strip()
+    cause = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+    if tracking_uri.startswith(("http://", "https://")):
+        import re
+
+        errno = re.search(r"\[Errno -?\d+\] [^'\"()]+", text)
+        tries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) + 1
+        cause = f"{errno.group(0).strip() if errno else cause[:200]}; gave up after {tries} tries"
+        hint = ("Is the tracking server running and reachable? Start it (mlflow server ...) or "
+                "set mlflow.tracking_uri to a local store, e.g. sqlite:///mlruns/mlflow.db.")
+        what = "cannot reach the MLflow tracking server"
+    else:
+        hint = ("Check that the folder exists or can be created and is writable, or set "
+                "mlflow.tracking_uri (and mlflow.artifact_root) to a writable place.")
+        what = "cannot open or create the MLflow store"
+    return f"mlflow.tracking_uri={tracking_uri}: {what} ({cause[:300]}). {hint}"
+
+
 class MlflowRunLogger(Logger):
     """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
 
-    def __init__(self, tracker: Tracker, flush_every: int = 50) -> None:
+    def __init__(self, tracker: Tracker, flush_every: int = 50,
+                 logged: Mapping[str, int] | None = None) -> None:
         super().__init__()
         self.tracker = tracker
         self.flush_every = flush_every
         self._pending: list[Metric] = []
+        self._logged = dict(logged or {})  # a resumed run's last step per key: not logged twice
 
     @property
     def name(self) -> str:
@@ -152,6 +227,8 @@ class MlflowRunLogger(Logger):
         epoch_end = False
         for key, value in metrics.items():
             if key == "epoch":
+                continue
+            if (step or 0) <= self._logged.get(key, -1):
                 continue
             epoch_end |= not key.endswith("_step")
             self._pending.append(Metric(key, float(value), now, step or 0))

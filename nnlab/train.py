@@ -103,6 +103,9 @@ class EpochTimer:
         from lightning.pytorch.callbacks import Callback
 
         class _EpochTimer(Callback):
+            def on_train_start(self, trainer, pl_module):  # a resumed epoch has no epoch start
+                self.start, self.samples = time.perf_counter(), 0
+
             def on_train_epoch_start(self, trainer, pl_module):
                 self.start, self.samples = time.perf_counter(), 0
 
@@ -129,9 +132,31 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def open_tracker(cfg: DictConfig):
+    """The MLflow store and experiment, before any data is loaded: a bad store fails fast."""
+    from nnlab.tracking import Tracker, TrackingError
+
+    try:
+        return Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
+                       cfg.mlflow.artifact_root)
+    except TrackingError as err:
+        raise ConfigError(str(err)) from None
+
+
 def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
         extra_tags: dict[str, str] | None = None) -> float:
-    """Train and test one configuration; return the monitored validation metric."""
+    """Train and test one configuration (or continue the run `resume=` names); return the
+    monitored validation metric."""
+    resume, run_info, ckpt_path = cfg.get("resume"), None, None
+    if resume:
+        from nnlab.lifecycle import resume_target
+        from nnlab.tracking import TrackingError
+
+        tracker = open_tracker(cfg)
+        try:
+            run_info, ckpt_path, cfg = resume_target(tracker, str(resume), list(overrides))
+        except TrackingError as err:
+            raise ConfigError(str(err)) from None
     validate(cfg)
 
     import logging
@@ -142,41 +167,54 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
 
     from nnlab.data import DataError
     from nnlab.instruments import instrument_callbacks
-    from nnlab.tracking import MlflowRunLogger, Tracker, flatten
+    from nnlab.lifecycle import Checkpointer, Diverged, DivergenceGuard
+    from nnlab.tracking import CHECKPOINT_TAG, MlflowRunLogger, flatten
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
         datamodule, module = build(cfg)
     except DataError as err:
         raise ConfigError(str(err)) from None
+    if not resume:  # after the data: a bad data set leaves no store behind
+        tracker = open_tracker(cfg)
     info = datamodule.info
     num_params = sum(p.numel() for p in module.model.parameters())
-    summary = model_summary(module.model, info.input_shape)
 
-    tracker = Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                      cfg.mlflow.artifact_root)
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    params["model.num_params"] = num_params
-    tracker.start(cfg.mlflow.run_name, params, run_tags(cfg, overrides, extra_tags or {}))
+    logged: dict[str, int] = {}
+    if run_info is not None:
+        logged = tracker.reopen(run_info.info.run_id)
+        tracker.set_tags({"nnlab.resumed_from": ckpt_path.name})
+        print(f"nnlab: resuming run {tracker.run_id} from {ckpt_path}", flush=True)
+    else:
+        summary = model_summary(module.model, info.input_shape)
+        out_dir = Path(output_dir or "mlruns/hydra/last")
+        ckpt_path = (out_dir / "checkpoints" / "last.ckpt").resolve()
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))
+        params["model.num_params"] = num_params
+        tags = {**run_tags(cfg, overrides, extra_tags or {}), CHECKPOINT_TAG: str(ckpt_path)}
+        tracker.start(cfg.mlflow.run_name, params, tags)
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
-        tracker.log_text(summary, "model_summary.txt")
-        tracker.log_metrics({"model/params": num_params})
+        if run_info is None:
+            tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
+            tracker.log_text(summary, "model_summary.txt")
+            tracker.log_metrics({"model/params": num_params})
         out = Path(output_dir or "mlruns/hydra/last")
+        checkpoint_every = int(cfg.get("checkpoint", {}).get("every_n_steps", 100))
         trainer = pl.Trainer(
             accelerator=cfg.accelerator.accelerator,
             devices=cfg.accelerator.devices,
             precision=str(cfg.accelerator.precision),
-            logger=MlflowRunLogger(tracker),
-            callbacks=[EpochTimer(), *instrument_callbacks(cfg)],
+            logger=MlflowRunLogger(tracker, logged=logged),
+            callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
+                       Checkpointer(ckpt_path, checkpoint_every)],
             default_root_dir=out,
             enable_checkpointing=False,
             enable_model_summary=False,
             **plain(cfg.trainer),
         )
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if resume else None)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         monitored = float(trainer.callback_metrics[module.monitor])
@@ -189,6 +227,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         tracker.end("KILLED", err)
         raise
     except BaseException as err:
+        if isinstance(err, Diverged):
+            tracker.set_tags({"diverged": "true"})
         tracker.end("FAILED", err)
         raise
     finally:
