@@ -1,0 +1,70 @@
+"""nnlab.report over a small real study: groups, seed statistics, the winner, files, MLflow."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from conftest import compose_cfg
+from mlflow.tracking import MlflowClient
+
+from nnlab import train
+from nnlab.report import REPORT_TAG, main
+
+INITS, SEEDS = ("zeros", "xavier_normal"), (0, 1)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """init in {zeros, xavier_normal} x 2 seeds: a tanh MLP on moons, 3 epochs each."""
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    for init in INITS:
+        for seed in SEEDS:
+            cfg = compose_cfg([
+                "model=mlp", "model.hidden=[16,16]", "activation=tanh", "dataset=moons",
+                f"init={init}", f"seed={seed}", "trainer.max_epochs=3", "accelerator=cpu",
+                "trainer.enable_progress_bar=false", "instruments.plots=false",
+                f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={tmp}/artifacts",
+                "mlflow.experiment_name=report_study"])
+            train.run(cfg, output_dir=tmp)
+    return uri, tmp
+
+
+def test_report_aggregates_names_the_winner_and_logs_itself(study, capsys) -> None:
+    uri, tmp = study
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("report_study").experiment_id
+    runs = client.search_runs([experiment_id])
+    by_init = {i: [r.data.metrics["test/acc"] for r in runs if r.data.params["init.name"] == i]
+               for i in INITS}
+    means = {i: statistics.fmean(v) for i, v in by_init.items()}
+    best = max(means, key=means.get)
+    other = min(means, key=means.get)
+
+    out = tmp / "out"
+    assert main(["report_study", "--tracking-uri", uri, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = (out / "report.md").read_text()
+    # grouped by the one option that varies (not by seed, run name or derived params)
+    assert "options that vary: init.name." in text
+    assert "| init | n |" in text
+    for init in INITS:
+        std = statistics.stdev(by_init[init])
+        assert f"| {init} | 2 |" in text
+        assert f"{means[init]:.4f} ± {std:.4f}" in text
+    line = next(x for x in text.splitlines() if x.startswith("- test/acc:"))
+    assert f"best init={best} {means[best]:.4f}" in line
+    assert f"runner-up init={other}" in line
+    assert f"margin {means[best] - means[other]:.4f}" in line
+    assert "test/acc" in printed and "report_study: mean ± std over seeds" in printed
+    for png in ("learning_curves.png", "layer_gradients.png"):
+        assert (out / png).read_bytes().startswith(b"\x89PNG")
+        assert f"]({png})" in text
+
+    (report,) = client.search_runs([experiment_id], f"tags.`{REPORT_TAG}` = 'true'")
+    logged = {a.path for a in client.list_artifacts(report.info.run_id, "report")}
+    assert logged == {"report/report.md", "report/learning_curves.png",
+                      "report/layer_gradients.png"}
+    assert main(["report_study", "--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
+    assert "| zeros | 2 |" in (out / "report.md").read_text()  # the report run is not counted
