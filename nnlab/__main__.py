@@ -44,6 +44,8 @@ def main(cfg: DictConfig) -> float:
         except ConfigError as err:
             print(f"nnlab: error: {err}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)  # the run is KILLED and its checkpoint kept (see nnlab.train.run)
         except RuntimeError as err:
             if type(err).__name__ != "Diverged":
                 raise

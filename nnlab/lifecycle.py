@@ -21,36 +21,79 @@ class Diverged(RuntimeError):
 
 
 class Checkpointer(Callback):
-    """Keeps one `last.ckpt`: every `every_n_steps` optimiser steps (0: never mid-epoch), at each
-    epoch end and when training is interrupted. The logger is flushed first, so every metric up
-    to the checkpoint is in MLflow; the file is replaced atomically, so a kill mid-save leaves the
-    previous one whole."""
+    """Keeps one `last.ckpt`, saved between batches: once `every_n_steps` optimiser steps (0: never
+    mid-epoch) have passed since the last save, at the first batch of each epoch, at the end of
+    training and when training is interrupted. Between batches, every metric of the steps before
+    is already logged; the logger is flushed before each save, so MLflow holds everything up to
+    the checkpoint, and a resumed run logs from there. The file is replaced atomically, so a kill
+    mid-save leaves the previous one whole."""
 
     def __init__(self, path: Path, every_n_steps: int) -> None:
         self.path = Path(path)
         self.every_n_steps = every_n_steps
+        self._saved: tuple[int, int] | None = None  # (global step, epoch) of the last save
+        self._in_fit = False
+        self.stop_signal: int | None = None
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """SIGINT/SIGTERM handler: during training, stop at the next batch boundary (where the
+        checkpoint is consistent); otherwise, or on a second signal, stop now."""
+        if self._in_fit and self.stop_signal is None:
+            self.stop_signal = signum
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_fit = True
 
     def save(self, trainer: pl.Trainer) -> None:
-        if trainer.sanity_checking:
-            return
         for logger in trainer.loggers:
             getattr(logger, "flush", lambda: None)()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         trainer.save_checkpoint(tmp)
         os.replace(tmp, self.path)
+        self._saved = (trainer.global_step, trainer.current_epoch)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        step = trainer.global_step
-        if self.every_n_steps and step and step % self.every_n_steps == 0:
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt(f"signal {self.stop_signal}")  # saved in on_exception
+        step, epoch = trainer.global_step, trainer.current_epoch
+        if self._saved is None:  # the first batch of this process: nothing new to keep
+            self._saved = (step, epoch)
+            return
+        due = self.every_n_steps and step - self._saved[0] >= self.every_n_steps
+        if due or epoch != self._saved[1]:
+            self.save_between_batches(trainer)
+
+    def save_between_batches(self, trainer: pl.Trainer) -> None:
+        self._between_batches = True
+        try:
             self.save(trainer)
+        finally:
+            self._between_batches = False
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        """Lightning expects mid-epoch checkpoints from on_train_batch_end and adds one to the
+        logging step count on restore; ours come after that count was incremented."""
+        if getattr(self, "_between_batches", False):
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_fit = False
         self.save(trainer)
+        if self.stop_signal is not None:  # the signal came during the last validation
+            raise KeyboardInterrupt(f"signal {self.stop_signal}")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                      exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        """Ctrl-C or SIGTERM: keep a checkpoint. A requested stop (ours, or Lightning's own
+        SIGTERMException) is raised between batches, a raw KeyboardInterrupt anywhere."""
+        self._in_fit = False
+        if self.stop_signal is not None:
+            self.save_between_batches(trainer)
+        elif isinstance(exception, KeyboardInterrupt):
             self.save(trainer)
 
 

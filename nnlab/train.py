@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -128,10 +128,6 @@ def report(tracker, cfg: DictConfig, monitor: str, value: float, metrics: dict) 
           f"{monitor}={value:.4f} {scores} | store {cfg.mlflow.tracking_uri}", flush=True)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def open_tracker(cfg: DictConfig):
     """The MLflow store and experiment, before any data is loaded: a bad store fails fast."""
     from nnlab.tracking import Tracker, TrackingError
@@ -193,7 +189,10 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         params["model.num_params"] = num_params
         tags = {**run_tags(cfg, overrides, extra_tags or {}), CHECKPOINT_TAG: str(ckpt_path)}
         tracker.start(cfg.mlflow.run_name, params, tags)
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt)
+    every = int(cfg.get("checkpoint", {}).get("every_n_steps", 100))
+    checkpointer = Checkpointer(ckpt_path, every)
+    previous = {sig: signal.signal(sig, checkpointer.request_stop)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if run_info is None:
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -201,14 +200,13 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             tracker.log_text(summary, "model_summary.txt")
             tracker.log_metrics({"model/params": num_params})
         out = Path(output_dir or "mlruns/hydra/last")
-        checkpoint_every = int(cfg.get("checkpoint", {}).get("every_n_steps", 100))
         trainer = pl.Trainer(
             accelerator=cfg.accelerator.accelerator,
             devices=cfg.accelerator.devices,
             precision=str(cfg.accelerator.precision),
             logger=MlflowRunLogger(tracker, logged=logged),
             callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
-                       Checkpointer(ckpt_path, checkpoint_every)],
+                       checkpointer],
             default_root_dir=out,
             enable_checkpointing=False,
             enable_model_summary=False,
@@ -223,13 +221,19 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         tracker.end("FINISHED")
         report(tracker, cfg, module.monitor, monitored, trainer.callback_metrics)
         return monitored
-    except (KeyboardInterrupt, SystemExit) as err:
-        tracker.end("KILLED", err)
-        raise
+    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, SIGTERM (Lightning: SystemExit)
+        why = f"signal {checkpointer.stop_signal}" if checkpointer.stop_signal else "interrupted"
+        interrupt = err if isinstance(err, KeyboardInterrupt) else KeyboardInterrupt(why)
+        tracker.end("KILLED", interrupt)
+        kept = f"checkpoint {ckpt_path}; continue with resume={tracker.run_id}" \
+            if ckpt_path.is_file() else "no checkpoint was saved"
+        print(f"nnlab: run {tracker.run_id} KILLED ({why}); {kept}", file=sys.stderr, flush=True)
+        raise interrupt from None
     except BaseException as err:
         if isinstance(err, Diverged):
             tracker.set_tags({"diverged": "true"})
         tracker.end("FAILED", err)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
