@@ -254,7 +254,13 @@ def write_report(client: Any, experiment: str, out: Path) -> tuple[Path, list[Ve
     options = varying_options(runs)
     groups = sorted(group_runs(runs, options), key=lambda g: g.label)
     metrics = report_metrics(runs)
-    found = verdicts(groups, metrics)
+    ranked = metrics
+    note = ""
+    if "loss.name" in options:  # different losses: their values are not on one scale
+        ranked = [m for m in metrics if "loss" not in m]
+        note = ("The loss varies, so `*/loss*` values are each in their own loss's units and "
+                "are not ranked.")
+    found = verdicts(groups, ranked)
     print_table(experiment, groups, options, metrics)
     for v in found:
         print(v.sentence())
@@ -263,7 +269,7 @@ def write_report(client: Any, experiment: str, out: Path) -> tuple[Path, list[Ve
              f"{len(runs)} finished runs in {len(groups)} groups; options that vary: "
              f"{', '.join(options) or '(none)'}. Cells: mean ± sample std over seeds "
              "(final value of each run).", "", markdown_table(groups, options, metrics), "",
-             "## Best option per metric", "",
+             "## Best option per metric", "", *([note, ""] if note else []),
              *(f"- {v.sentence()}" for v in found), ""]
     if plot_learning_curves(client, groups, out / "learning_curves.png"):
         lines += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
