@@ -1,4 +1,4 @@
-"""MLflow: store set-up, the run's lifecycle, params/tags/artifacts, and a Lightning logger.
+"""MLflow: store set-up, the run's lifecycle, params/tags/artifacts (no Lightning here).
 
 A run is opened only after the config is validated and the data and model are built, and
 `Tracker.end` always leaves it in a final state (FINISHED, FAILED or KILLED).
@@ -13,9 +13,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_only
 
 # A tracking server that does not answer must fail fast, not hang for minutes.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -191,56 +188,3 @@ def store_message(tracking_uri: str, err: BaseException) -> str:
                 "mlflow.tracking_uri (and mlflow.artifact_root) to a writable place.")
         what = "cannot open or create the MLflow store"
     return f"mlflow.tracking_uri={tracking_uri}: {what} ({cause[:300]}). {hint}"
-
-
-class MlflowRunLogger(Logger):
-    """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
-
-    def __init__(self, tracker: Tracker, flush_every: int = 50,
-                 logged: Mapping[str, int] | None = None) -> None:
-        super().__init__()
-        self.tracker = tracker
-        self.flush_every = flush_every
-        self._pending: list[Metric] = []
-        self._logged = dict(logged or {})  # a resumed run's last step per key: not logged twice
-
-    @property
-    def name(self) -> str:
-        return "mlflow"
-
-    @property
-    def version(self) -> str:
-        return self.tracker.run_id or ""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> MlflowClient:
-        return self.tracker.client
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """Params are logged once by the Tracker from the resolved config."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        now = int(time.time() * 1000)
-        epoch_end = False
-        for key, value in metrics.items():
-            if key == "epoch":
-                continue
-            if (step or 0) <= self._logged.get(key, -1):
-                continue
-            epoch_end |= not key.endswith("_step")
-            self._pending.append(Metric(key, float(value), now, step or 0))
-        if epoch_end or len(self._pending) >= self.flush_every:
-            self.flush()
-
-    def flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:1000], self._pending[1000:]
-            self.tracker.client.log_batch(self.tracker.run_id, metrics=batch)
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        """Flush only: the run's final state is set by Tracker.end."""
-        self.flush()

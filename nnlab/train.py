@@ -163,8 +163,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
 
     from nnlab.data import DataError
     from nnlab.instruments import instrument_callbacks
-    from nnlab.lifecycle import Checkpointer, Diverged, DivergenceGuard
-    from nnlab.tracking import CHECKPOINT_TAG, MlflowRunLogger, flatten
+    from nnlab.lifecycle import Checkpointer, Diverged, DivergenceGuard, MlflowRunLogger
+    from nnlab.tracking import CHECKPOINT_TAG, flatten
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import QUIET, all_runs, run_cli, store_uri
 
 # Runs the real CLI with one extra callback that SIGKILLs the process after step KILL_AT_STEP.
@@ -79,6 +80,7 @@ def test_sigkill_mid_epoch_then_resume_by_run_id_continues_the_same_run(tmp_path
     assert_complete_once(tmp_path, run.info.run_id, epochs=3)
 
 
+@pytest.mark.slow  # two full processes and a few hundred steps
 def test_sigterm_ends_killed_with_a_checkpoint_and_resume_last_finishes_it(
     tmp_path: Path,
 ) -> None:
