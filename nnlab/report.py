@@ -84,6 +84,13 @@ def load_runs(client: Any, experiment: str) -> list[Any]:
     return [r for r in runs if r.data.tags.get(REPORT_TAG) != "true"]
 
 
+def failed_runs(client: Any, experiment: str) -> list[Any]:
+    """Runs that ended FAILED or KILLED (e.g. diverged), listed but never aggregated."""
+    found = client.get_experiment_by_name(experiment)
+    return [r for status in ("FAILED", "KILLED") for r in client.search_runs(
+        [found.experiment_id], f"attributes.status = '{status}'", max_results=50000)]
+
+
 def varying_options(runs: Sequence[Any]) -> list[str]:
     """The params that tell the groups apart: varying `*.name`s, plus any other varying param
     that is not already fixed by them (e.g. `model.dropout`, but not `model.hidden`)."""
@@ -275,6 +282,12 @@ def write_report(client: Any, experiment: str, out: Path) -> tuple[Path, list[Ve
         lines += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     if plot_gradients(groups, out / "layer_gradients.png"):
         lines += ["## Per-layer gradient norms", "", "![gradients](layer_gradients.png)", ""]
+    failed = failed_runs(client, experiment)
+    if failed:
+        lines += ["## Runs that did not finish (not aggregated)", "",
+                  *(f"- {r.info.run_name} (seed {r.data.params.get('seed')}): {r.info.status}, "
+                    f"{r.data.tags.get('nnlab.error', 'no error recorded')}" for r in failed), ""]
+        print(f"{len(failed)} runs did not finish; see the report")
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path, found
