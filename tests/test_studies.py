@@ -69,3 +69,21 @@ def test_quick_study_runs_in_parallel_into_one_experiment(tmp_path) -> None:
         assert run.data.params["trainer.limit_train_batches"] == "3"
         assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
         assert run.data.metrics["grad_norm/features.0"] > 0  # the instruments ran
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_with_the_installed_optuna(tmp_path) -> None:
+    """hydra-optuna-sweeper with optuna 2.10 / hydra-core 1.3: 3 trials, best = max val/acc."""
+    import yaml
+
+    result = run_cli(tmp_path, "-m", "experiment=optuna_search", "study.mode=quick",
+                     "hydra.sweeper.n_trials=3", "study.quick.max_epochs=1",
+                     "study.quick.limit_train_batches=3", "hydra.sweep.dir=sweep", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = all_runs(tmp_path, "optuna_search")
+    assert len(runs) == 3 and len({r.data.params["optimizer.lr"] for r in runs}) == 3
+    for run in runs:
+        assert 0.001 <= float(run.data.params["optimizer.lr"]) <= 0.3
+        assert run.data.params["init.name"] in {"default", "xavier_normal", "kaiming_normal"}
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(r.data.metrics["val/acc"] for r in runs))
