@@ -130,6 +130,10 @@ class Instruments(Callback):
             self._artifact(trainer, "weights_at_init.png", weight_histograms, self.layers)
 
     # -- measuring ----------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A run resumed mid-epoch gets no epoch start: open the sums here too."""
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.grad_sum = torch.zeros(len(self.layers), device=pl_module.device)
         self.grad_steps = 0

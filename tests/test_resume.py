@@ -32,9 +32,6 @@ pl.Trainer.__init__ = patched
 from nnlab.__main__ import main
 main()
 """
-# Instruments starts its sums in on_train_epoch_start, which Lightning skips when resuming
-# mid-epoch (AttributeError: grad_sum); reported to its owner, off here until it is fixed.
-NO_INSTRUMENTS = "instruments.enabled=false"
 EPOCH_METRICS = ("val/acc", "val/loss", "train/loss_epoch", "train/acc_epoch", "time/epoch_s")
 
 
@@ -59,7 +56,7 @@ def assert_complete_once(cwd: Path, run_id: str, epochs: int) -> None:
 def test_sigkill_mid_epoch_then_resume_by_run_id_continues_the_same_run(tmp_path: Path) -> None:
     args = ["trainer.max_epochs=3", "trainer.limit_train_batches=10", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1",
-            "checkpoint.every_n_steps=5", NO_INSTRUMENTS, *QUIET]
+            "checkpoint.every_n_steps=5", *QUIET]
     killed = subprocess.run([sys.executable, "-c", KILLER, *args], cwd=tmp_path, text=True,
                             capture_output=True, timeout=300,
                             env={**os.environ, "KILL_AT_STEP": "17"})
@@ -87,7 +84,7 @@ def test_sigterm_ends_killed_with_a_checkpoint_and_resume_last_finishes_it(
     args = ["trainer.max_epochs=2", "batch_size=8", "trainer.limit_train_batches=80",
             "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1",
-            "checkpoint.every_n_steps=5", NO_INSTRUMENTS, *QUIET]
+            "checkpoint.every_n_steps=5", *QUIET]
     proc = subprocess.Popen([sys.executable, "-m", "nnlab", *args], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240

@@ -82,7 +82,11 @@ class TorchvisionDataModule(TensorDataModule):
             test = cls(str(root), train=False, download=self.download)
         except RuntimeError as err:
             raise DataError(self.missing_message(str(err).strip().rstrip("."))) from err
-        except Exception as err:  # network errors, corrupt archives, permissions
+        except (AssertionError, ValueError, EOFError) as err:  # torchvision's IDX checks
+            raise DataError(self.missing_message(
+                f"a file there is corrupt or truncated: {type(err).__name__} {err}".strip()
+            )) from err
+        except Exception as err:  # network errors, permissions
             raise DataError(self.missing_message(f"{type(err).__name__}: {err}")) from err
 
         return self.to_split(train), self.to_split(test)
