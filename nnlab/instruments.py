@@ -18,6 +18,7 @@ learning curves, a confusion matrix (classification) and, for 2-D inputs, the de
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,24 @@ SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 DYING = (nn.ReLU,)
 ACTIVATION_TYPES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
 LAYERS_TAG = "nnlab.instruments.layers"  # comma-separated parameter layers, input to output
+
+
+class EpochTimer(Callback):
+    """Logs epoch wall seconds and training samples per second (always on)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:  # a resumed epoch has no epoch start
+        self.on_train_epoch_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start, self.samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += len(batch[0])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = time.perf_counter() - self.start
+        pl_module.log_dict({"time/epoch_s": seconds,
+                            "time/samples_per_s": self.samples / max(seconds, 1e-9)})
 
 
 def instrument_callbacks(cfg: Mapping[str, Any]) -> list[Callback]:

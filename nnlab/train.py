@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,30 +95,6 @@ def run_tags(cfg: DictConfig, overrides: Sequence[str], extra: dict[str, str]) -
     return tags
 
 
-class EpochTimer:
-    """Logs epoch wall seconds and training samples per second."""
-
-    def __new__(cls):
-        from lightning.pytorch.callbacks import Callback
-
-        class _EpochTimer(Callback):
-            def on_train_start(self, trainer, pl_module):  # a resumed epoch has no epoch start
-                self.start, self.samples = time.perf_counter(), 0
-
-            def on_train_epoch_start(self, trainer, pl_module):
-                self.start, self.samples = time.perf_counter(), 0
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                self.samples += len(batch[0])
-
-            def on_train_epoch_end(self, trainer, pl_module):
-                seconds = time.perf_counter() - self.start
-                pl_module.log_dict({"time/epoch_s": seconds,
-                                    "time/samples_per_s": self.samples / max(seconds, 1e-9)})
-
-        return _EpochTimer()
-
-
 def report(tracker, cfg: DictConfig, monitor: str, value: float, metrics: dict) -> None:
     """One line per finished run: what ran, how it scored, where to look."""
     test = {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
@@ -162,7 +137,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints its own lines
 
     from nnlab.data import DataError
-    from nnlab.instruments import instrument_callbacks
+    from nnlab.instruments import EpochTimer, instrument_callbacks
     from nnlab.lifecycle import Checkpointer, Diverged, DivergenceGuard, MlflowRunLogger
     from nnlab.tracking import CHECKPOINT_TAG, flatten
 
