@@ -11,8 +11,9 @@ every `every_n_steps` optimiser steps (`<name>_step`) and once per epoch (`<name
     dead/<layer>        relu: fraction of units that were zero for every sample of the epoch
 
 Statistics accumulate on the device (no host sync per step); hooks run only in training mode.
-Plots (PNG artifacts under `instruments/`): weight histograms right after init; at the end the
-learning curves, a confusion matrix (classification) and, for 2-D inputs, the decision boundary.
+Plots (PNG artifacts under `instruments/`), drawn at the end or when a run fails: weight
+histograms as initialised, learning curves, a confusion matrix (classification) and, for 2-D
+inputs, the decision boundary.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class Instruments(Callback):
         self.threshold = saturation_threshold
         self.plots = plots
         self.handles: list[Any] = []
+        self.init_histograms: list[Histogram] = []
 
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -135,6 +137,10 @@ class Instruments(Callback):
                 self.acts[name] = stats
                 self.handles.append(m.register_forward_hook(stats))
 
+        # Counted now (before a resume restores trained weights), drawn at the end: matplotlib
+        # and MLflow's artifact code stay off the path to the first training step.
+        self.init_histograms = weight_counts(self.layers) if self.plots else []
+
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
             for handle in self.handles:
@@ -145,8 +151,6 @@ class Instruments(Callback):
         tracker = _tracker(trainer)
         if tracker is not None:
             tracker.set_tags({LAYERS_TAG: ",".join(name for name, _ in self.layers)})
-        if self.plots:
-            self._artifact(trainer, "weights_at_init.png", weight_histograms, self.layers)
 
     # -- measuring ----------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
@@ -203,7 +207,18 @@ class Instruments(Callback):
         if self.plots and not trainer.sanity_checking:
             self._end_plots(trainer, pl_module)
 
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """A failed or diverged run still gets its init histograms: often they explain it."""
+        if self.plots and self.init_histograms:
+            self._init_plot(trainer)
+
+    def _init_plot(self, trainer) -> None:
+        self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
+        self.init_histograms = []
+
     def _end_plots(self, trainer, pl_module) -> None:
+        if self.init_histograms:
+            self._init_plot(trainer)
         tracker = _tracker(trainer)
         if tracker is not None:
             trainer.logger.flush()
@@ -263,19 +278,33 @@ def _pyplot():
     return plt
 
 
-def weight_histograms(layers: list[tuple[str, list[torch.Tensor]]]):
-    """One histogram per layer of its weights (biases left out), as initialised."""
+# One layer's weights at init: name, shape, std, bin counts, bin edges.
+Histogram = tuple[str, tuple[int, ...], float, torch.Tensor, torch.Tensor]
+
+
+@torch.no_grad()
+def weight_counts(layers: list[tuple[str, list[torch.Tensor]]], bins: int = 50) -> list[Histogram]:
+    """Each layer's weight histogram (biases left out), counted on the CPU, drawn later."""
+    found = []
+    for name, params in layers:
+        if params:
+            w = params[0].detach().float().cpu().flatten()
+            counts, edges = torch.histogram(w, bins=bins)
+            found.append((name, tuple(params[0].shape), w.std(correction=0).item(), counts, edges))
+    return found
+
+
+def weight_histograms(histograms: list[Histogram]):
+    """One histogram per layer of its weights, as initialised."""
     plt = _pyplot()
-    weighted = [(name, ps[0]) for name, ps in layers if ps]
-    cols = min(4, len(weighted))
-    rows = -(-len(weighted) // cols)
+    cols = min(4, len(histograms))
+    rows = -(-len(histograms) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    for ax, (name, w) in zip(axes.flat, weighted, strict=False):
-        values = w.detach().float().cpu().flatten().numpy()
-        ax.hist(values, bins=50, color="tab:blue")
-        ax.set_title(f"{name} {tuple(w.shape)}\nstd={values.std():.3g}", fontsize=8)
+    for ax, (name, shape, std, counts, edges) in zip(axes.flat, histograms, strict=False):
+        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
+        ax.set_title(f"{name} {shape}\nstd={std:.3g}", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(weighted):]:
+    for ax in list(axes.flat)[len(histograms):]:
         ax.axis("off")
     fig.suptitle("weights right after init")
     fig.tight_layout()

@@ -45,6 +45,7 @@ class LabModule(pl.LightningModule):
         self.metrics = nn.ModuleDict(
             {f"{stage}_metrics": make_metrics(self.task, objective.num_classes) for stage in STAGES}
         )
+        self.loss_sums: dict[str, torch.Tensor] = {}  # stage -> [sum of loss * n, n] this epoch
 
     @property
     def monitor(self) -> str:
@@ -63,17 +64,31 @@ class LabModule(pl.LightningModule):
             metrics.update(scores.detach().argmax(dim=-1), y)
         else:
             metrics.update(scores.detach().view_as(y), y)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True,
-                 batch_size=len(x), prog_bar=stage != "test")
-        if on_step and self.task == "classification":
-            acc = (scores.detach().argmax(dim=-1) == y).float().mean()
-            self.log("train/acc_step", acc, on_step=True, on_epoch=False, prog_bar=True)
+        # The epoch's mean loss is summed here on the device; `self.log` costs ~1 ms a call in
+        # Lightning, so it runs once an epoch, and per step only on the steps a logger writes.
+        weighted = torch.stack([loss.detach() * len(x), loss.new_tensor(float(len(x)))])
+        sums = self.loss_sums.get(stage)
+        self.loss_sums[stage] = weighted if sums is None else sums + weighted
+        if stage == "train" and self._logs_this_step():
+            self.log("train/loss_step", loss.detach(), prog_bar=True)
+            if self.task == "classification":
+                acc = (scores.detach().argmax(dim=-1) == y).float().mean()
+                self.log("train/acc_step", acc, prog_bar=True)
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning hands this training step's values to the loggers."""
+        if self._trainer is None:  # a bare call of training_step: nothing would be logged
+            return False
+        connector = getattr(self._trainer, "_logger_connector", None)  # Lightning's own cadence
+        return bool(getattr(connector, "should_update_logs", True))
 
     def _log_epoch(self, stage: str) -> None:
         metrics = self.metrics[f"{stage}_metrics"]
         values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
+        sums = self.loss_sums.pop(stage, None)
+        if sums is not None:
+            values[f"{stage}/loss"] = sums[0] / sums[1]
         if stage == "train":
             values = {f"{k}_epoch": v for k, v in values.items()}
         self.log_dict(values, prog_bar=stage == "val")
@@ -96,6 +111,7 @@ class LabModule(pl.LightningModule):
             self._log_epoch("val")
         else:
             self.metrics["val_metrics"].reset()
+            self.loss_sums.pop("val", None)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

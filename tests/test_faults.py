@@ -39,6 +39,8 @@ def test_sweep_runs_every_job_and_reports_the_one_that_diverged(tmp_path: Path) 
     assert "the training loss is nan" in error.read_text() or "inf" in error.read_text()
     losses = client.get_metric_history(failed.info.run_id, "train/loss_step")
     assert len(losses) <= 8, "training stopped at the first non-finite step, not epoch end"
+    drawn = {a.path for a in client.list_artifacts(failed.info.run_id, "instruments")}
+    assert drawn == {"instruments/weights_at_init.png"}, "a failed run keeps its init histograms"
 
 
 def closed_port() -> int:

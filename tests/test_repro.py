@@ -33,3 +33,10 @@ def test_same_config_and_seed_give_identical_metrics_bit_for_bit(tmp_path: Path)
     assert len(first["train/loss_step"]) == 12 and "test/acc" in first
     assert first == again
     assert first["train/loss_step"] != other["train/loss_step"]
+
+    # The epoch loss is summed on the device, not by Lightning: with 6 full batches an epoch it
+    # must be the plain mean of that epoch's step losses.
+    steps = sorted(first["train/loss_step"])
+    for epoch, (_, value) in enumerate(sorted(first["train/loss_epoch"])):
+        batch_losses = [v for _, v in steps[6 * epoch : 6 * epoch + 6]]
+        assert abs(value - sum(batch_losses) / 6) < 1e-6
