@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,10 @@ class Instruments(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """A failed or diverged run still gets its init histograms: often they explain it."""
         if self.plots and self.init_histograms:
-            self._init_plot(trainer)
+            try:
+                self._init_plot(trainer)
+            except Exception as err:  # never mask the error that ended the run
+                warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
         self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
