@@ -45,7 +45,8 @@ class LabModule(pl.LightningModule):
         self.metrics = nn.ModuleDict(
             {f"{stage}_metrics": make_metrics(self.task, objective.num_classes) for stage in STAGES}
         )
-        self.loss_sums: dict[str, torch.Tensor] = {}  # stage -> [sum of loss * n, n] this epoch
+        # stage -> (sum of loss * batch size on the device, samples) this epoch
+        self.loss_sums: dict[str, tuple[torch.Tensor, int]] = {}
 
     @property
     def monitor(self) -> str:
@@ -66,9 +67,8 @@ class LabModule(pl.LightningModule):
             metrics.update(scores.detach().view_as(y), y)
         # Lightning's `self.log` costs ~1.5 ms a call, more than a small model's step: the
         # epoch's mean loss is summed here on the device and logged once an epoch.
-        weighted = torch.stack([loss.detach() * len(x), loss.new_tensor(float(len(x)))])
-        sums = self.loss_sums.get(stage)
-        self.loss_sums[stage] = weighted if sums is None else sums + weighted
+        total, count = self.loss_sums.get(stage, (0.0, 0))
+        self.loss_sums[stage] = (loss.detach() * len(x) + total, count + len(x))
         if stage == "train" and self._logs_this_step():
             self._log_step(loss.detach(), scores.detach(), y)
         return loss
@@ -94,9 +94,9 @@ class LabModule(pl.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         metrics = self.metrics[f"{stage}_metrics"]
         values = {f"{stage}/{name}": value for name, value in metrics.compute().items()}
-        sums = self.loss_sums.pop(stage, None)
-        if sums is not None:
-            values[f"{stage}/loss"] = sums[0] / sums[1]
+        if stage in self.loss_sums:
+            total, count = self.loss_sums.pop(stage)
+            values[f"{stage}/loss"] = total / count
         if stage == "train":
             values = {f"{k}_epoch": v for k, v in values.items()}
         self.log_dict(values, prog_bar=stage == "val")
