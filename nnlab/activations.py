@@ -1,40 +1,31 @@
-"""Activation functions by name: a factory of fresh nn.Modules, plus closed-form derivatives.
+"""Activation functions: one description each (module, derivative, init gain, what to measure).
 
-Add one: a line in ACTIVATIONS (and in DERIVATIVES) and a yaml in conf/activation/.
+Add a built-in one: an `Activation` entry in ACTIVATIONS and `conf/activation/<name>.yaml` with
+`name: <name>` and its parameters. A user's own: any `nn.Module` class named by `_target_` in
+their `activation/<name>.yaml`; its derivative is then taken from autograd.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "identity": nn.Identity,
-    "softmax": lambda dim=-1: nn.Softmax(dim=dim),
-}
 
-# The gain family each activation belongs to, for Kaiming/Xavier initialisation.
-KAIMING_NONLINEARITY: dict[str, str] = {
-    "sigmoid": "sigmoid",
-    "tanh": "tanh",
-    "relu": "relu",
-    "leaky_relu": "leaky_relu",
-    "elu": "relu",
-    "gelu": "relu",
-    "silu": "relu",
-    "identity": "linear",
-    "softmax": "linear",
-}
+@dataclass(frozen=True)
+class Activation:
+    """What nnlab knows about one activation function."""
+
+    module: Callable[..., nn.Module]  # builds a fresh module from the yaml's parameters
+    derivative: Callable[..., torch.Tensor] | None = None  # closed form f'(x); None: autograd
+    gain: str = "linear"  # its family for nn.init.calculate_gain (Kaiming / Xavier)
+    # f'(x) from the output y, where the function saturates (sigmoid, tanh): instruments count
+    # the outputs whose derivative is below a threshold
+    saturation: Callable[[torch.Tensor], torch.Tensor] | None = None
+    dies: bool = False  # zero for every negative input: instruments count dead units
 
 
 def _sigmoid_grad(x: torch.Tensor) -> torch.Tensor:
@@ -47,30 +38,70 @@ def _gelu_grad(x: torch.Tensor) -> torch.Tensor:
     return normal.cdf(x) + x * torch.exp(normal.log_prob(x))
 
 
-# Closed-form derivatives f'(x), as the courses write them (elementwise activations only).
-DERIVATIVES: dict[str, Callable[..., torch.Tensor]] = {
-    "sigmoid": _sigmoid_grad,
-    "tanh": lambda x: 1 - torch.tanh(x) ** 2,
-    "relu": lambda x: (x > 0).to(x.dtype),
-    "leaky_relu": lambda x, negative_slope=0.01: torch.where(x > 0, 1.0, negative_slope).to(
-        x.dtype
-    ),
-    "elu": lambda x, alpha=1.0: torch.where(x > 0, 1.0, alpha * torch.exp(x)).to(x.dtype),
-    "gelu": _gelu_grad,
-    "silu": lambda x: _sigmoid_grad(x) * x + torch.sigmoid(x),
-    "identity": torch.ones_like,
+def _step(x: torch.Tensor, below: float | torch.Tensor) -> torch.Tensor:
+    return torch.where(x > 0, torch.ones_like(x), below).to(x.dtype)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "sigmoid": Activation(nn.Sigmoid, _sigmoid_grad, "sigmoid", saturation=lambda y: y * (1 - y)),
+    "tanh": Activation(nn.Tanh, lambda x: 1 - torch.tanh(x) ** 2, "tanh",
+                       saturation=lambda y: 1 - y * y),
+    "relu": Activation(nn.ReLU, lambda x: _step(x, 0.0), "relu", dies=True),
+    "leaky_relu": Activation(
+        nn.LeakyReLU, lambda x, negative_slope=0.01: _step(x, negative_slope), "leaky_relu"),
+    "elu": Activation(nn.ELU, lambda x, alpha=1.0: _step(x, alpha * torch.exp(x)), "relu"),
+    "gelu": Activation(nn.GELU, _gelu_grad, "relu"),
+    "silu": Activation(nn.SiLU, lambda x: _sigmoid_grad(x) * x + torch.sigmoid(x), "relu"),
+    "identity": Activation(nn.Identity, torch.ones_like, "linear"),
+    "softmax": Activation(lambda dim=-1: nn.Softmax(dim=dim), None, "linear"),
 }
 
+SPEC_ATTR = "nnlab_activation"  # set on every module activation_factory builds
 
-def activation_factory(name: str, **params: Any) -> Callable[[], nn.Module]:
-    """Return a zero-argument callable that builds a fresh activation module each call."""
+
+def describe(name: str, target: str | None = None) -> Activation:
+    """The description of a built-in activation, or of a user's class named by `_target_`."""
+    if target:
+        from hydra.utils import get_class
+
+        return Activation(get_class(target))
     if name not in ACTIVATIONS:
         raise KeyError(name)
-    build = ACTIVATIONS[name]
+    return ACTIVATIONS[name]
+
+
+def activation_factory(name: str, _target_: str | None = None,
+                       **params: Any) -> Callable[[], nn.Module]:
+    """A zero-argument callable that builds a fresh activation module each call; it carries
+    `name`, `params` and `spec` (its Activation) for the init and the instruments."""
+    spec = describe(name, _target_)
 
     def make() -> nn.Module:
-        return build(**params)
+        module = spec.module(**params)
+        setattr(module, SPEC_ATTR, spec)
+        return module
 
-    make.activation_name = name  # type: ignore[attr-defined]
+    make.name = name  # type: ignore[attr-defined]
     make.params = dict(params)  # type: ignore[attr-defined]
+    make.spec = spec  # type: ignore[attr-defined]
     return make
+
+
+def spec_of(module: nn.Module) -> Activation | None:
+    """The description of an activation module (None for any other module)."""
+    found = getattr(module, SPEC_ATTR, None)
+    if found is not None:
+        return found
+    return next((s for s in ACTIVATIONS.values() if type(module) is s.module), None)
+
+
+def derivative(name: str, x: torch.Tensor, _target_: str | None = None,
+               **params: Any) -> torch.Tensor:
+    """f'(x): the closed form where nnlab has one, else autograd through the module."""
+    spec = describe(name, _target_)
+    if spec.derivative is not None:
+        return spec.derivative(x, **params)
+    x = x.detach().clone().requires_grad_(True)
+    y = spec.module(**params)(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    return grad

@@ -1,54 +1,102 @@
 """Weight initialisers by name, applied to every Linear and Conv layer of a model.
 
 Add one: a function `(weight, activation, **params)` in WEIGHT_INITS and a yaml in conf/init/.
+`activation` is the model's activation factory (nnlab.activations) or its name; its parameters'
+defaults and type hints are the option's schema (nnlab.config checks values against them).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from nnlab.activations import KAIMING_NONLINEARITY
+from nnlab.activations import describe
 
 INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 OWN_INIT = "nnlab_own_init"  # set on a layer a model initialised itself; apply_init skips it
 
-
-def _kaiming(fill: Callable[..., Any]) -> Callable[..., Any]:
-    def init(
-        w: torch.Tensor, activation: str, mode: str = "fan_in",
-        negative_slope: float = 0.01, **_: Any,
-    ) -> None:
-        """He init whose gain follows the model's activation (leaky_relu uses its slope)."""
-        nonlinearity = KAIMING_NONLINEARITY.get(activation, "relu")
-        fill(w, a=negative_slope, mode=mode, nonlinearity=nonlinearity)
-
-    return init
+Mode = Literal["fan_in", "fan_out"]
+Distribution = Literal["normal", "uniform"]
 
 
-def _eye(w: torch.Tensor, activation: str, **_: Any) -> None:
+def nonlinearity(activation: Any) -> tuple[str, float]:
+    """(nn.init's nonlinearity name, leaky slope) for an activation factory or name."""
+    spec = getattr(activation, "spec", None) or describe(str(activation))
+    params = getattr(activation, "params", {})
+    return spec.gain, float(params.get("negative_slope", 0.01))
+
+
+def kaiming(w: torch.Tensor, activation: Any, distribution: Distribution = "normal",
+            mode: Mode = "fan_in") -> None:
+    """He et al. 2015: std = gain / sqrt(fan), the gain of the activation in use."""
+    family, slope = nonlinearity(activation)
+    fill = nn.init.kaiming_normal_ if distribution == "normal" else nn.init.kaiming_uniform_
+    fill(w, a=slope, mode=mode, nonlinearity=family)
+
+
+def xavier(w: torch.Tensor, activation: Any, distribution: Distribution = "uniform",
+           gain: float = 1.0) -> None:
+    """Glorot & Bengio 2010: variance 2 / (fan_in + fan_out), times gain^2."""
+    fill = nn.init.xavier_normal_ if distribution == "normal" else nn.init.xavier_uniform_
+    fill(w, gain)
+
+
+def kaiming_normal(w: torch.Tensor, activation: Any, mode: Mode = "fan_in") -> None:
+    kaiming(w, activation, "normal", mode)
+
+
+def kaiming_uniform(w: torch.Tensor, activation: Any, mode: Mode = "fan_in") -> None:
+    kaiming(w, activation, "uniform", mode)
+
+
+def xavier_normal(w: torch.Tensor, activation: Any, gain: float = 1.0) -> None:
+    xavier(w, activation, "normal", gain)
+
+
+def xavier_uniform(w: torch.Tensor, activation: Any, gain: float = 1.0) -> None:
+    xavier(w, activation, "uniform", gain)
+
+
+def zeros(w: torch.Tensor, activation: Any) -> None:
+    nn.init.zeros_(w)
+
+
+def ones(w: torch.Tensor, activation: Any) -> None:
+    nn.init.ones_(w)
+
+
+def constant(w: torch.Tensor, activation: Any, value: float = 0.1) -> None:
+    nn.init.constant_(w, value)
+
+
+def uniform(w: torch.Tensor, activation: Any, a: float = -0.05, b: float = 0.05) -> None:
+    nn.init.uniform_(w, a, b)
+
+
+def normal(w: torch.Tensor, activation: Any, mean: float = 0.0, std: float = 0.01) -> None:
+    nn.init.normal_(w, mean, std)
+
+
+def eye(w: torch.Tensor, activation: Any) -> None:
+    """Identity for Linear weights, Dirac delta for convolutions."""
     if w.dim() == 2:
         nn.init.eye_(w)
     else:
         nn.init.dirac_(w)
 
 
+def orthogonal(w: torch.Tensor, activation: Any, gain: float = 1.0) -> None:
+    nn.init.orthogonal_(w, gain)
+
+
 WEIGHT_INITS: dict[str, Callable[..., None]] = {
-    "zeros": lambda w, activation, **_: nn.init.zeros_(w),
-    "ones": lambda w, activation, **_: nn.init.ones_(w),
-    "constant": lambda w, activation, value=0.1, **_: nn.init.constant_(w, value),
-    "uniform": lambda w, activation, a=-0.05, b=0.05, **_: nn.init.uniform_(w, a, b),
-    "normal": lambda w, activation, mean=0.0, std=0.01, **_: nn.init.normal_(w, mean, std),
-    "eye": _eye,
-    "xavier_uniform": lambda w, activation, gain=1.0, **_: nn.init.xavier_uniform_(w, gain),
-    "xavier_normal": lambda w, activation, gain=1.0, **_: nn.init.xavier_normal_(w, gain),
-    "kaiming_uniform": _kaiming(nn.init.kaiming_uniform_),
-    "kaiming_normal": _kaiming(nn.init.kaiming_normal_),
-    "orthogonal": lambda w, activation, gain=1.0, **_: nn.init.orthogonal_(w, gain),
+    f.__name__: f for f in (
+        zeros, ones, constant, uniform, normal, eye, xavier, xavier_uniform, xavier_normal,
+        kaiming, kaiming_uniform, kaiming_normal, orthogonal,
+    )
 }
 
 BIAS_INITS: dict[str, Callable[[torch.Tensor], Any]] = {
@@ -60,10 +108,15 @@ BIAS_INITS: dict[str, Callable[[torch.Tensor], Any]] = {
 INIT_NAMES = ["default", *WEIGHT_INITS]
 
 
+def _init(layer: nn.Module, name: str, activation: Any, bias: str, params: dict) -> None:
+    WEIGHT_INITS[name](layer.weight, activation, **params)
+    if getattr(layer, "bias", None) is not None:
+        BIAS_INITS[bias](layer.bias)
+
+
 @torch.no_grad()
-def apply_init(
-    model: nn.Module, name: str, activation: str = "relu", bias: str = "zeros", **params: Any
-) -> nn.Module:
+def apply_init(model: nn.Module, name: str, activation: Any = "relu", bias: str = "zeros",
+               **params: Any) -> nn.Module:
     """Initialise every Linear/Conv weight with `name` and every bias with `bias`.
 
     Layers a model initialised itself (`init_layer`, marked with OWN_INIT) are skipped.
@@ -71,29 +124,17 @@ def apply_init(
     """
     if name == "default":
         return model
-    fill_weight = WEIGHT_INITS[name]
-    fill_bias = BIAS_INITS[bias]
     for layer in model.modules():
         if isinstance(layer, INIT_LAYERS) and not getattr(layer, OWN_INIT, False):
-            fill_weight(layer.weight, activation, **params)
-            if layer.bias is not None:
-                fill_bias(layer.bias)
+            _init(layer, name, activation, bias, params)
     return model
 
 
 @torch.no_grad()
-def init_layer(
-    layer: nn.Module, name: str, activation: str = "relu", bias: str = "zeros", **params: Any
-) -> nn.Module:
+def init_layer(layer: nn.Module, name: str, activation: Any = "relu", bias: str = "zeros",
+               **params: Any) -> nn.Module:
     """Initialise one layer (a per-layer override) and mark it so apply_init leaves it alone."""
     if name != "default":
-        WEIGHT_INITS[name](layer.weight, activation, **params)
-        if getattr(layer, "bias", None) is not None:
-            BIAS_INITS[bias](layer.bias)
+        _init(layer, name, activation, bias, params)
     setattr(layer, OWN_INIT, True)
     return layer
-
-
-def kaiming_std(fan: int, nonlinearity: str, negative_slope: float = 0.01) -> float:
-    """The std He et al. prescribe: gain / sqrt(fan)."""
-    return nn.init.calculate_gain(nonlinearity, negative_slope) / math.sqrt(fan)

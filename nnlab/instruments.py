@@ -19,7 +19,6 @@ inputs, the decision boundary.
 from __future__ import annotations
 
 import tempfile
-import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,28 +28,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
-DYING = (nn.ReLU,)
-ACTIVATION_TYPES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
-LAYERS_TAG = "nnlab.instruments.layers"  # comma-separated parameter layers, input to output
-
-
-class EpochTimer(Callback):
-    """Logs epoch wall seconds and training samples per second (always on)."""
-
-    def on_train_start(self, trainer, pl_module) -> None:  # a resumed epoch has no epoch start
-        self.on_train_epoch_start(trainer, pl_module)
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.start, self.samples = time.perf_counter(), 0
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.samples += len(batch[0])
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        seconds = time.perf_counter() - self.start
-        pl_module.log_dict({"time/epoch_s": seconds,
-                            "time/samples_per_s": self.samples / max(seconds, 1e-9)})
+from nnlab import tags
+from nnlab.activations import Activation, spec_of
 
 
 def instrument_callbacks(cfg: Mapping[str, Any]) -> list[Callback]:
@@ -64,8 +43,8 @@ def instrument_callbacks(cfg: Mapping[str, Any]) -> list[Callback]:
 class _ActivationStats:
     """Running sums of one activation module's outputs over an epoch, kept on its device."""
 
-    def __init__(self, kind: str | None, dying: bool, threshold: float) -> None:
-        self.kind, self.dying, self.threshold = kind, dying, threshold
+    def __init__(self, spec: Activation, threshold: float) -> None:
+        self.saturation, self.dying, self.threshold = spec.saturation, spec.dies, threshold
         self.reset()
 
     def reset(self) -> None:
@@ -77,10 +56,8 @@ class _ActivationStats:
         if not module.training:
             return
         y = out.detach().float()
-        if self.kind == "sigmoid":
-            saturated = (y * (1 - y) < self.threshold).sum()
-        elif self.kind == "tanh":
-            saturated = (1 - y * y < self.threshold).sum()
+        if self.saturation is not None:
+            saturated = (self.saturation(y) < self.threshold).sum()
         else:
             saturated = y.new_zeros(())
         n = torch.tensor(float(y.numel()), device=y.device)
@@ -103,7 +80,7 @@ class _ActivationStats:
             return {}
         mean, std, saturated = self._moments(sums)
         found = {"act_mean": mean, "act_std": std}
-        if self.kind is not None:
+        if self.saturation is not None:
             found["saturated"] = saturated
         if epoch and self.dying and self.alive is not None:
             found["dead"] = 1 - self.alive.float().mean()
@@ -132,9 +109,9 @@ class Instruments(Callback):
         self.layer_of = torch.tensor([i for i, (_, ps) in enumerate(self.layers) for _ in ps])
         self.acts: dict[str, _ActivationStats] = {}
         for name, m in model.named_modules():
-            if isinstance(m, ACTIVATION_TYPES):
-                stats = _ActivationStats(SATURATING.get(type(m)), isinstance(m, DYING),
-                                         self.threshold)
+            spec = spec_of(m)
+            if spec is not None and spec.module is not nn.Identity:
+                stats = _ActivationStats(spec, self.threshold)
                 self.acts[name] = stats
                 self.handles.append(m.register_forward_hook(stats))
 
@@ -151,7 +128,7 @@ class Instruments(Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         tracker = _tracker(trainer)
         if tracker is not None:
-            tracker.set_tags({LAYERS_TAG: ",".join(name for name, _ in self.layers)})
+            tracker.set_tags({tags.LAYERS: ",".join(name for name, _ in self.layers)})
 
     # -- measuring ----------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:

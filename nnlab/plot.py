@@ -22,11 +22,11 @@ def activation_curves(lo: float = -5.0, hi: float = 5.0, steps: int = 401
                       ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """name -> (x, f(x), f'(x)) with f' from autograd."""
     curves = {}
-    for name, build in ACTIVATIONS.items():
+    for name, spec in ACTIVATIONS.items():
         if name in NOT_ELEMENTWISE:
             continue
         x = torch.linspace(lo, hi, steps, dtype=torch.float64, requires_grad=True)
-        y = build()(x)
+        y = spec.module()(x)
         (grad,) = torch.autograd.grad(y.sum(), x)
         curves[name] = (x.detach(), y.detach(), grad)
     return curves

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,8 +24,9 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from nnlab import tags  # noqa: E402
+
 MAX_PARAM_LENGTH = 6000
-CHECKPOINT_TAG = "nnlab.checkpoint"
 
 
 class TrackingError(RuntimeError):
@@ -118,7 +120,7 @@ class Tracker:
                     "id MLflow shows (32 hex digits), or resume=last."
                 ) from None
         runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{CHECKPOINT_TAG}` != ''",
+            [self.experiment_id], f"tags.`{tags.CHECKPOINT}` != ''",
             order_by=["attributes.start_time DESC"], max_results=20,
         )
         for found in runs:
@@ -165,7 +167,7 @@ class Tracker:
             import traceback
 
             text = "".join(traceback.format_exception(error))
-            self.set_tags({"nnlab.error": f"{type(error).__name__}: {error}"[:5000]})
+            self.set_tags({tags.ERROR: f"{type(error).__name__}: {error}"[:5000]})
             self.log_text(text, "error.txt")
         self.client.set_terminated(self.run_id, status)
 
@@ -188,3 +190,31 @@ def store_message(tracking_uri: str, err: BaseException) -> str:
                 "mlflow.tracking_uri (and mlflow.artifact_root) to a writable place.")
         what = "cannot open or create the MLflow store"
     return f"mlflow.tracking_uri={tracking_uri}: {what} ({cause[:300]}). {hint}"
+
+
+def resume_target(tracker: Tracker, spec: str, overrides: list[str]) -> tuple[Any, Path, Any]:
+    """(run, checkpoint path, the run's logged config) for `resume=<run id>` or `resume=last`."""
+    run = tracker.find_run(spec)
+    name = f"resume={spec}"
+    if run.info.experiment_id != tracker.experiment_id:
+        tracker.experiment_id = run.info.experiment_id
+    ckpt = run.data.tags.get(tags.CHECKPOINT)
+    if not ckpt or not Path(ckpt).is_file():
+        raise TrackingError(
+            f"{name}: run {run.info.run_id} has no checkpoint to resume from "
+            f"({ckpt or 'no ' + tags.CHECKPOINT + ' tag'} is not a file). Runs keep last.ckpt "
+            "under their Hydra output folder; start a new run instead."
+        )
+    if run.info.status == "FINISHED":
+        raise TrackingError(f"{name}: run {run.info.run_id} already FINISHED; nothing to resume.")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracker.client.download_artifacts(run.info.run_id, "config.yaml", tmp)
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.load(path)
+    ignored = [o for o in overrides if not o.startswith("resume=")]
+    if ignored:
+        print(f"nnlab: {name} continues with the run's own config; ignoring {' '.join(ignored)}",
+              flush=True)
+    cfg.resume = run.info.run_id
+    return run, Path(ckpt), cfg

@@ -22,7 +22,7 @@ from nnlab.data.digits import DigitsDataModule
 from nnlab.data.regression import DiabetesDataModule, SineDataModule
 from nnlab.data.toys import CirclesDataModule, MoonsDataModule, SpiralsDataModule, XorDataModule
 from nnlab.data.vision import CIFAR10DataModule, MNISTDataModule
-from nnlab.train import build_datamodule
+from nnlab.build import build_datamodule
 
 CIFAR_PER_BATCH = 3  # images per data_batch_i (5 of them) and in test_batch
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

@@ -11,10 +11,10 @@ from conftest import ROOT, compose_cfg
 from hydra.utils import get_class
 from torch import nn
 
-from nnlab.activations import ACTIVATIONS, DERIVATIVES, activation_factory
+from nnlab.activations import ACTIVATIONS, activation_factory, derivative
 from nnlab.config import GROUPS, validate
 from nnlab.inits import apply_init
-from nnlab.train import build, build_model, build_module
+from nnlab.build import build, build_model, build_module
 
 ACTIVATION_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "activation").glob("*.yaml"))
 INIT_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "init").glob("*.yaml"))
@@ -25,22 +25,37 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
 
 
+EXACT = {"zeros": 0.0, "ones": 1.0, "constant": 0.1}  # conf/init/constant.yaml: value 0.1
+
+
+def first_layer(net: nn.Module) -> nn.Module:
+    return next(m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+
+
 @pytest.mark.parametrize("model", ["lenet5", "mlp"])
 @pytest.mark.parametrize("activation", ACTIVATION_OPTIONS)
 def test_every_activation_and_init_builds_a_working_model(model: str, activation: str) -> None:
     x = torch.randn(4, *DIGITS_SHAPE)
+    torch.manual_seed(0)
+    pytorch_default = first_layer(build_model(compose_cfg([f"model={model}"]), DIGITS_SHAPE, 10))
     for init in INIT_OPTIONS:
         cfg = compose_cfg([f"model={model}", f"activation={activation}", f"init={init}"])
         validate(cfg)
+        torch.manual_seed(0)
         net = build_model(cfg, DIGITS_SHAPE, 10)
         out = net(x)
         assert out.shape == (4, 10), (model, activation, init)
-        if init != "default":  # the chosen init really reached the first layer
-            first = next(m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear))
-            assert first.bias is None or torch.all(first.bias == 0)
-        activations = [m for m in net.modules() if type(m).__name__ == type(
-            ACTIVATIONS[activation]()).__name__]
-        assert len(activations) >= 2, "the activation must be used by every hidden layer"
+        first = first_layer(net)
+        if init in EXACT:
+            assert torch.all(first.weight == EXACT[init]), init
+        if init != "default":  # the chosen init, not PyTorch's, drew the first layer
+            assert not torch.equal(first.weight, pytorch_default.weight), init
+            assert torch.all(first.bias == 0), init
+        else:
+            assert torch.equal(first.weight, pytorch_default.weight)
+        built = [m for m in net.modules() if getattr(m, "nnlab_activation", None) is not None]
+        assert len(built) >= 2, "the activation must be used by every hidden layer"
+        assert all(isinstance(m, type(built[0])) for m in built)
 
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g not in ("model", "activation", "init")])
@@ -51,7 +66,7 @@ def test_every_option_of_the_other_groups_composes_and_builds(group: str) -> Non
         overrides = [f"{group}={option}"]
         if group == "dataset":
             data_cls = get_class(compose_cfg(overrides).dataset._target_)
-            if not data_cls.is_image:
+            if not getattr(data_cls, "is_image", True):
                 overrides.append("model=mlp")  # flat toy / regression data need an MLP
             if data_cls.task == "regression":
                 overrides.append("loss=mse")
@@ -142,7 +157,7 @@ def test_default_keeps_pytorch_init_and_nonzero_biases() -> None:
 
 
 # -- activations: autograd derivative == closed form ----------------------------------------------
-@pytest.mark.parametrize("name", sorted(DERIVATIVES))
+@pytest.mark.parametrize("name", sorted(n for n, a in ACTIVATIONS.items() if a.derivative))
 def test_activation_derivative_matches_closed_form(name: str) -> None:
     x = torch.linspace(-6, 6, 2001, dtype=torch.float64)
     x = x[x.abs() > 1e-6].requires_grad_(True)  # ReLU-like kinks at 0 have no derivative
@@ -150,12 +165,12 @@ def test_activation_derivative_matches_closed_form(name: str) -> None:
     params = {"alpha": 0.7} if name == "elu" else params
     y = activation_factory(name, **params)()(x)
     (autograd,) = torch.autograd.grad(y.sum(), x)
-    closed = DERIVATIVES[name](x.detach(), **params)
+    closed = ACTIVATIONS[name].derivative(x.detach(), **params)
     assert torch.allclose(autograd, closed, atol=1e-9), name
 
 
 def test_sigmoid_derivative_peaks_at_a_quarter() -> None:
     x = torch.linspace(-8, 8, 1601)
-    grad = DERIVATIVES["sigmoid"](x)
+    grad = derivative("sigmoid", x)
     assert grad.max().item() == pytest.approx(0.25)
     assert grad[0].item() < 1e-3  # saturated tails: the vanishing-gradient lesson

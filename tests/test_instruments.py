@@ -15,8 +15,9 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from nnlab import train
-from nnlab.activations import DERIVATIVES
-from nnlab.instruments import LAYERS_TAG, Instruments, instrument_callbacks
+from nnlab.activations import ACTIVATIONS
+from nnlab.instruments import Instruments, instrument_callbacks
+from nnlab.tags import LAYERS as LAYERS_TAG
 from nnlab.plot import activation_curves, main
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -159,7 +160,7 @@ def test_instruments_can_be_switched_off() -> None:
 def test_activation_figure_derivatives_match_closed_forms(tmp_path) -> None:
     for name, (x, _, grad) in activation_curves().items():
         nonzero = x.abs() > 1e-6  # relu-like kinks at 0
-        expected = DERIVATIVES[name](x)
+        expected = ACTIVATIONS[name].derivative(x)
         torch.testing.assert_close(grad[nonzero], expected[nonzero], atol=1e-6, rtol=1e-6)
     out = tmp_path / "acts.png"
     assert main(["activations", "--out", str(out)]) == 0

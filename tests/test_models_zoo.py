@@ -17,7 +17,7 @@ from torch import nn
 
 from nnlab.config import ConfigError, validate
 from nnlab.data import DataError
-from nnlab.train import build, build_datamodule, build_model
+from nnlab.build import build, build_datamodule, build_model
 
 SMALL = ["batch_size=8", "model.width=0.125"]  # tiny CNNs, one small batch
 IMAGE_MODELS = [["model=mlp"], ["model=lenet5"], ["model=lenet5", "model.classic=true"],

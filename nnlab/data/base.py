@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -30,10 +30,6 @@ class DataInfo:
     input_shape: tuple[int, ...]  # one sample: (C, H, W) for images, (F,) for vectors
     num_outputs: int  # classes, or regression targets
     task: str  # "classification" or "regression"
-
-    @property
-    def is_image(self) -> bool:
-        return len(self.input_shape) == 3
 
 
 @dataclass
@@ -116,14 +112,13 @@ class TensorDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         seed: int = 0,
         val_fraction: float = 0.1,
-        in_memory: str | bool = "auto",
+        in_memory: bool | Literal["auto"] = "auto",
         num_workers: int = 0,
         channels: int | None = None,
         resize: int | None = None,
         normalize: bool = True,
         crop_padding: int = 0,
         hflip: bool = False,
-        **_: object,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size

@@ -65,11 +65,7 @@ class MLP(nn.Module):
                 act = activation_factory(act_name, **act_params)
             if spec.get("init") is not None:
                 init_name, init_params = _named(spec["init"])
-                act_name = getattr(act, "activation_name", "relu")
-                if act_name == "leaky_relu":
-                    init_params.setdefault("negative_slope",
-                                           getattr(act, "params", {}).get("negative_slope", 0.01))
-                init_layer(linear, init_name, activation=act_name, **init_params)
+                init_layer(linear, init_name, activation=act, **init_params)
             modules += [linear, act()]
             if dropout > 0:
                 modules.append(nn.Dropout(dropout))

@@ -1,29 +1,18 @@
-"""The run's lifecycle inside the Trainer: the MLflow logger, checkpoints (for resume and after
-Ctrl-C), the stop at the first non-finite loss, and finding what a `resume=` names."""
+"""The callbacks nnlab adds to every run: checkpoints (for resume and after Ctrl-C), the stop at
+the first non-finite loss, and the epoch timer. (The instruments live in nnlab/instruments.py.)"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
-from lightning.pytorch.utilities import rank_zero_only
-from mlflow.entities import Metric
-from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.callbacks import Callback, RichProgressBar
 
-from nnlab.tracking import CHECKPOINT_TAG, Tracker, TrackingError
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+from nnlab.errors import Diverged
 
 
 class Checkpointer(Callback):
@@ -145,81 +134,30 @@ class DivergenceGuard(Callback):
         self.flush()
 
 
-def resume_target(tracker: Tracker, spec: str,
-                  overrides: list[str]) -> tuple[Any, Path, DictConfig]:
-    """(run, checkpoint path, the run's logged config) for `resume=<run id>` or `resume=last`."""
-    run = tracker.find_run(spec)
-    name = f"resume={spec}"
-    if run.info.experiment_id != tracker.experiment_id:
-        tracker.experiment_id = run.info.experiment_id
-    ckpt = run.data.tags.get(CHECKPOINT_TAG)
-    if not ckpt or not Path(ckpt).is_file():
-        raise TrackingError(
-            f"{name}: run {run.info.run_id} has no checkpoint to resume from "
-            f"({ckpt or 'no ' + CHECKPOINT_TAG + ' tag'} is not a file). Runs keep last.ckpt "
-            "under their Hydra output folder; start a new run instead."
-        )
-    if run.info.status == "FINISHED":
-        raise TrackingError(f"{name}: run {run.info.run_id} already FINISHED; nothing to resume.")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(run.info.run_id, "config.yaml", tmp)
-        cfg = OmegaConf.load(path)
-    ignored = [o for o in overrides if not o.startswith("resume=")]
-    if ignored:
-        print(f"nnlab: {name} continues with the run's own config; ignoring {' '.join(ignored)}",
-              flush=True)
-    cfg.resume = run.info.run_id
-    return run, Path(ckpt), cfg
+class EpochTimer(Callback):
+    """Logs epoch wall seconds and training samples per second (always on)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:  # a resumed epoch has no epoch start
+        self.on_train_epoch_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start, self.samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += len(batch[0])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = time.perf_counter() - self.start
+        pl_module.log_dict({"time/epoch_s": seconds,
+                            "time/samples_per_s": self.samples / max(seconds, 1e-9)})
 
 
-class MlflowRunLogger(Logger):
-    """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
+class CompactProgressBar(RichProgressBar):
+    """Lightning's rich progress bar with the few numbers a person watches (the training loss,
+    the monitored validation metric), so it fits a 100-column terminal; no `v_num`."""
 
-    def __init__(self, tracker: Tracker, flush_every: int = 50,
-                 logged: Mapping[str, int] | None = None) -> None:
-        super().__init__()
-        self.tracker = tracker
-        self.flush_every = flush_every
-        self._pending: list[Metric] = []
-        self._logged = dict(logged or {})  # a resumed run's last step per key: not logged twice
+    SHOWN = {"train/loss_step": "loss", "val/acc": "val/acc", "val/r2": "val/r2"}
 
-    @property
-    def name(self) -> str:
-        return "mlflow"
-
-    @property
-    def version(self) -> str:
-        return self.tracker.run_id or ""
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> MlflowClient:
-        return self.tracker.client
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """Params are logged once by the Tracker from the resolved config."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        now = int(time.time() * 1000)
-        epoch_end = False
-        for key, value in metrics.items():
-            if key == "epoch":
-                continue
-            if (step or 0) <= self._logged.get(key, -1):
-                continue
-            epoch_end |= not key.endswith("_step")
-            self._pending.append(Metric(key, float(value), now, step or 0))
-        if epoch_end or len(self._pending) >= self.flush_every:
-            self.flush()
-
-    def flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:1000], self._pending[1000:]
-            self.tracker.client.log_batch(self.tracker.run_id, metrics=batch)
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        """Flush only: the run's final state is set by Tracker.end."""
-        self.flush()
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        found = super().get_metrics(trainer, pl_module)
+        return {short: found[key] for key, short in self.SHOWN.items() if key in found}
