@@ -254,15 +254,20 @@ def matches(value: Any, hint: Any) -> bool | None:
 
 
 def describe_hint(hint: Any) -> str:
-    if typing.get_origin(hint) is typing.Literal:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
         return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(describe_hint(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def check_params(group: str, node: Mapping[str, Any], sig: Signature,
                  own: Sequence[str] = ("name", "_target_", "_partial_")) -> dict[str, Any]:
     """Refuse unknown keys and values of the wrong type; return the defaults to fill in."""
-    choice = node.get("name", "?")
+    label = f"{group}={node['name']} ({sig.owner})" if "name" in node else sig.owner
     for key, value in node.items():
         if key in own:
             continue
@@ -271,13 +276,12 @@ def check_params(group: str, node: Mapping[str, Any], sig: Signature,
                 continue
             valid = sorted(sig.params)
             raise ConfigError(
-                f"{group}.{key}={value!r} is invalid: {group}={choice} ({sig.owner}) has no "
-                f"parameter '{key}'.{did_you_mean(key, valid)} Valid: {valid}.")
+                f"{group}.{key}={value!r} is invalid: {label} has no parameter "
+                f"'{key}'.{did_you_mean(key, valid)} Valid: {valid}.")
         hint = sig.params[key][0]
         if matches(value, hint) is False:
-            choices = typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else None
             fail(f"{group}.{key}", value, f"{sig.owner} takes {key} as {describe_hint(hint)}",
-                 list(choices) if choices else f"a value of type {describe_hint(hint)}")
+                 describe_hint(hint))
     return {k: d for k, (_, d) in sig.params.items()
             if k not in node and isinstance(d, bool | int | float | str) and d is not MISSING}
 
@@ -394,13 +398,20 @@ def _check_lightning(cfg: DictConfig) -> None:
             if not isinstance(item, DictConfig) or "_target_" not in item:
                 raise ConfigError(f"{group}.{name} is invalid: each entry needs a _target_ "
                                   f"naming its class, e.g. +{group}.{name}._target_=<class>.")
-            check_params(f"{group}.{name}", plain(item), signature(_import(item, group)))
+            check_params(f"{group}.{name}", plain(item),
+                         signature(_import(item, f"{group}.{name}")))
+
+
+def users_own(node: Any) -> bool:
+    """Whether a group's option builds the user's own class (its ranges are not nnlab's)."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    return bool(target) and str(target).split(".")[0] not in ("nnlab", "torch", "lightning")
 
 
 def _check_ranges(cfg: DictConfig) -> None:
     for key, (test, valid) in RANGES.items():
         value = OmegaConf.select(cfg, key, default=MISSING)
-        if value is MISSING:
+        if value is MISSING or users_own(cfg.get(key.split(".")[0])):
             continue
         value = plain(value)
         try:

@@ -44,12 +44,12 @@ def _hydra_message(err: BaseException) -> str | None:
                     "`python -m nnlab --help` lists the groups and their options.")
         return f"{first} `python -m nnlab --help` lists the groups and their options."
     if isinstance(err, OverrideParseException):
-        override = re.search(r"Error parsing override '(.*)'", text)
-        bad = override.group(1) if override else first
-        hint = (" A value with spaces or special characters must be quoted, e.g. "
-                "'key=\"a value\"' (and the whole override in single quotes for the shell)."
-                if " " in bad or "=" in bad else "")
-        return f"'{bad}' is not a valid override: {text.splitlines()[-1].strip()}.{hint}"
+        bad = err.override
+        why = err.message.splitlines()[0].strip()
+        hint = (" A value with spaces or brackets must be quoted: write the override in single "
+                "quotes for the shell and the value in double quotes for Hydra, e.g. "
+                "'mlflow.experiment_name=\"my study\"' or 'model.hidden=[64,32]'.")
+        return f"'{bad}' is not a valid override ({why}).{hint}"
     if isinstance(err, ConfigCompositionException):
         cause = err.__cause__
         key = re.search(r"Could not override '([^']+)'", text)
@@ -61,6 +61,10 @@ def _hydra_message(err: BaseException) -> str | None:
         if append:
             return (f"+{append.group(1)} is invalid: the key already exists; set it without "
                     f"the '+': {append.group(1)}=<value>.")
+        merging = re.search(r"Error merging override (\S+?)=(.*)$", first)
+        if merging and isinstance(cause, OmegaConfBaseException):
+            what = str(cause).splitlines()[0]
+            return f"{merging.group(1)}={merging.group(2)} is invalid: {what}."
         if isinstance(cause, OmegaConfBaseException):
             return f"{first} {_omegaconf_message(cause)}"
         return text.replace("\n", " ")

@@ -209,7 +209,8 @@ class Instruments(Callback):
                       if key.split("/")[0] in ("train", "val") and not key.endswith("_step")}
             self._artifact(trainer, "learning_curves.png", learning_curves, curves)
         datamodule = trainer.datamodule
-        if datamodule is None or getattr(pl_module, "task", None) != "classification":
+        if getattr(pl_module, "task", None) != "classification" or \
+                not hasattr(datamodule, "splits"):  # nnlab's in-memory data modules only
             return
         x, y = _predict_split(pl_module, datamodule, "test")
         self._artifact(trainer, "confusion_matrix.png", confusion_matrix, x.argmax(-1), y,

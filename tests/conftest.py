@@ -1,4 +1,7 @@
-"""Shared test helpers: compose configs with Hydra, run the CLI in a scratch folder, read MLflow."""
+"""Shared test fixtures: compose configs with Hydra, run the CLI in a scratch folder, read MLflow.
+
+Each helper is a fixture that returns the function (tests take it as an argument; nothing
+imports this module)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 QUIET = ["trainer.enable_progress_bar=false"]
 
 
-def compose_cfg(overrides: Sequence[str] = ()) -> DictConfig:
+def _compose_cfg(overrides: Sequence[str] = ()) -> DictConfig:
     """The config `python -m nnlab <overrides>` would run, composed by Hydra."""
     from nnlab.config import register_configs
 
@@ -29,7 +32,7 @@ def compose_cfg(overrides: Sequence[str] = ()) -> DictConfig:
     return compose(config_name="config", overrides=list(overrides))
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 600,
+def _run_cli(cwd: Path, *args: str, timeout: float = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `python -m nnlab ARGS` in `cwd` (its default store lands in cwd/mlruns)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -39,17 +42,17 @@ def run_cli(cwd: Path, *args: str, timeout: float = 600,
     )
 
 
-def store_uri(cwd: Path) -> str:
+def _store_uri(cwd: Path) -> str:
     return f"sqlite:///{cwd}/mlruns/mlflow.db"
 
 
-def all_runs(cwd: Path, experiment: str = "nnlab") -> list:
+def _all_runs(cwd: Path, experiment: str = "nnlab") -> list:
     """Every run of `experiment` in cwd's default store ([] when there is no store)."""
     if not (cwd / "mlruns" / "mlflow.db").exists():
         return []
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(store_uri(cwd))
+    client = MlflowClient(_store_uri(cwd))
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id]) if found else []
 
@@ -60,3 +63,39 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.skip(f"real data sets not found in {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def compose_cfg():
+    """compose_cfg(overrides) -> the config `python -m nnlab <overrides>` would run."""
+    return _compose_cfg
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """run_cli(cwd, *args) -> the finished `python -m nnlab ARGS` subprocess, run in cwd."""
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def store_uri():
+    """store_uri(cwd) -> the default sqlite store of runs started in cwd."""
+    return _store_uri
+
+
+@pytest.fixture(scope="session")
+def all_runs():
+    """all_runs(cwd, experiment="nnlab") -> every run of that experiment in cwd's store."""
+    return _all_runs
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run where CUDA is visible and are skipped cleanly elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

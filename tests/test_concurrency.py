@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import all_runs, run_cli
 
 # Imports first (the slow part), says it is ready, waits for "go", then opens the store, creates
 # the experiment if needed, logs one run and ends it: the first use happens at once in all of them.
@@ -40,21 +39,23 @@ def race(folder: Path, uri: str, experiment: str, n: int = 4) -> list[subprocess
     return [subprocess.CompletedProcess(p.args, p.wait(120), *p.communicate()) for p in procs]
 
 
-def finished_runs(folder: Path, experiment: str) -> list:
+def finished_runs(all_runs, folder: Path, experiment: str) -> list:
     return [r for r in all_runs(folder, experiment) if r.info.status == "FINISHED"]
 
 
-def test_four_processes_creating_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+def test_four_processes_creating_a_new_store_at_once_all_succeed(all_runs, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     assert not (tmp_path / "mlruns").exists()
     results = race(tmp_path, uri, "nnlab")
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
         assert "duplicate column name" not in result.stderr
-    assert len(finished_runs(tmp_path, "nnlab")) == 4
+    assert len(finished_runs(all_runs, tmp_path, "nnlab")) == 4
 
 
-def test_four_processes_creating_the_same_experiment_at_once_share_it(tmp_path: Path) -> None:
+def test_four_processes_creating_the_same_experiment_at_once_share_it(
+    all_runs, tmp_path: Path,
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from nnlab.tracking import Tracker
@@ -66,11 +67,13 @@ def test_four_processes_creating_the_same_experiment_at_once_share_it(tmp_path: 
         assert result.returncode == 0, result.stderr[-3000:]
     names = [e.name for e in MlflowClient(uri).search_experiments()]
     assert names.count("shared") == 1
-    assert len(finished_runs(tmp_path, "shared")) == 4
+    assert len(finished_runs(all_runs, tmp_path, "shared")) == 4
 
 
 @pytest.mark.slow  # four Lightning processes at once on 2 cores
-def test_four_joblib_jobs_log_every_run_to_one_fresh_store(tmp_path: Path) -> None:
+def test_four_joblib_jobs_log_every_run_to_one_fresh_store(
+    all_runs, run_cli, tmp_path: Path,
+) -> None:
     result = run_cli(tmp_path, "-m", "seed=0,1,2,3", "hydra/launcher=joblib",
                      "hydra.launcher.n_jobs=4", "trainer.max_epochs=1",
                      "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",

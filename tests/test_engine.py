@@ -4,18 +4,19 @@ what their formulas say."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose_cfg
 from hydra.utils import get_class
 from torch import nn
 
 from nnlab.activations import ACTIVATIONS, activation_factory, derivative
+from nnlab.build import build, build_model, build_module
 from nnlab.config import GROUPS, validate
 from nnlab.inits import apply_init
-from nnlab.build import build, build_model, build_module
 
+ROOT = Path(__file__).resolve().parents[1]
 ACTIVATION_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "activation").glob("*.yaml"))
 INIT_OPTIONS = sorted(p.stem for p in (ROOT / "conf" / "init").glob("*.yaml"))
 DIGITS_SHAPE = (1, 28, 28)
@@ -34,7 +35,9 @@ def first_layer(net: nn.Module) -> nn.Module:
 
 @pytest.mark.parametrize("model", ["lenet5", "mlp"])
 @pytest.mark.parametrize("activation", ACTIVATION_OPTIONS)
-def test_every_activation_and_init_builds_a_working_model(model: str, activation: str) -> None:
+def test_every_activation_and_init_builds_a_working_model(
+    compose_cfg, model: str, activation: str,
+) -> None:
     x = torch.randn(4, *DIGITS_SHAPE)
     torch.manual_seed(0)
     pytorch_default = first_layer(build_model(compose_cfg([f"model={model}"]), DIGITS_SHAPE, 10))
@@ -59,7 +62,7 @@ def test_every_activation_and_init_builds_a_working_model(model: str, activation
 
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g not in ("model", "activation", "init")])
-def test_every_option_of_the_other_groups_composes_and_builds(group: str) -> None:
+def test_every_option_of_the_other_groups_composes_and_builds(compose_cfg, group: str) -> None:
     for option in options(group):
         if group == "accelerator" and option == "gpu" and not torch.cuda.is_available():
             continue
@@ -81,7 +84,7 @@ def test_every_option_of_the_other_groups_composes_and_builds(group: str) -> Non
         assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
 
 
-def test_build_module_applies_the_chosen_optimizer_and_scheduler() -> None:
+def test_build_module_applies_the_chosen_optimizer_and_scheduler(compose_cfg) -> None:
     cfg = compose_cfg(["optimizer=adamw", "optimizer.lr=0.003", "scheduler=step"])
     module = build_module(cfg, build_model(cfg, DIGITS_SHAPE, 10), "classification", 10)
     configured = module.configure_optimizers()

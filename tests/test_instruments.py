@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import compose_cfg
 from lightning.pytorch.loggers.logger import Logger
 from mlflow.tracking import MlflowClient
 from torch import nn
@@ -17,14 +16,14 @@ from torch import nn
 from nnlab import train
 from nnlab.activations import ACTIVATIONS
 from nnlab.instruments import Instruments, instrument_callbacks
-from nnlab.tags import LAYERS as LAYERS_TAG
 from nnlab.plot import activation_curves, main
+from nnlab.tags import LAYERS as LAYERS_TAG
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def moons_run(tmp_path_factory):
+def moons_run(compose_cfg, tmp_path_factory):
     """One real 2-epoch run: sigmoid MLP on moons, instruments every 4 steps."""
     tmp = tmp_path_factory.mktemp("instruments")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -39,7 +38,7 @@ def moons_run(tmp_path_factory):
     return client, run, tmp
 
 
-def test_per_layer_metrics_reach_mlflow(moons_run) -> None:
+def test_per_layer_metrics_reach_mlflow(compose_cfg, moons_run) -> None:
     client, run, _ = moons_run
     metrics = run.data.metrics
     assert run.data.tags[LAYERS_TAG] == "net.1,net.3,net.5"  # Linear layers, input to output
@@ -57,7 +56,7 @@ def test_per_layer_metrics_reach_mlflow(moons_run) -> None:
         assert f"dead/{act}" not in metrics  # a sigmoid unit cannot die
 
 
-def test_plots_are_logged_as_png_artifacts(moons_run) -> None:
+def test_plots_are_logged_as_png_artifacts(compose_cfg, moons_run) -> None:
     client, run, tmp = moons_run
     names = {a.path for a in client.list_artifacts(run.info.run_id, "instruments")}
     expected = {"weights_at_init", "learning_curves", "confusion_matrix", "decision_boundary"}
@@ -151,7 +150,7 @@ def test_dead_relu_and_saturated_units_are_counted() -> None:
     assert logged[("act_mean/1", 4)] == pytest.approx(0.5)
 
 
-def test_instruments_can_be_switched_off() -> None:
+def test_instruments_can_be_switched_off(compose_cfg) -> None:
     assert instrument_callbacks(compose_cfg(["instruments.enabled=false"])) == []
     (on,) = instrument_callbacks(compose_cfg(["instruments.every_n_steps=7"]))
     assert isinstance(on, Instruments) and on.every_n_steps == 7

@@ -11,13 +11,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from conftest import all_runs, compose_cfg, run_cli
 from test_data_sets import write_cifar10
 from torch import nn
 
+from nnlab.build import build, build_datamodule, build_model
 from nnlab.config import ConfigError, validate
 from nnlab.data import DataError
-from nnlab.build import build, build_datamodule, build_model
 
 SMALL = ["batch_size=8", "model.width=0.125"]  # tiny CNNs, one small batch
 IMAGE_MODELS = [["model=mlp"], ["model=lenet5"], ["model=lenet5", "model.classic=true"],
@@ -29,7 +28,7 @@ FLAT_SETS = [["dataset=moons"], ["dataset=circles"], ["dataset=spirals"], ["data
 CNNS = ["lenet5", "alexnet", "vgg16"]
 
 
-def train_one_step(overrides: list[str]) -> float:
+def train_one_step(compose_cfg, overrides: list[str]) -> float:
     """Compose, validate, build with nnlab.train's builders, fit one step; return the loss."""
     cfg = compose_cfg([*overrides, "accelerator=cpu"])
     validate(cfg)
@@ -51,32 +50,35 @@ def train_one_step(overrides: list[str]) -> float:
 @pytest.mark.parametrize("dataset", [["dataset=digits"],
                                      ["dataset=digits", "dataset.channels=3", "dataset.resize=32"]],
                          ids=" ".join)
-def test_image_models_train_a_step_on_digits(model: list[str], dataset: list[str]) -> None:
-    train_one_step([*model, *dataset])
+def test_image_models_train_a_step_on_digits(
+    compose_cfg, model: list[str], dataset: list[str],
+) -> None:
+    train_one_step(compose_cfg, [*model, *dataset])
 
 
 @pytest.mark.parametrize("model", IMAGE_MODELS, ids=" ".join)
-def test_image_models_train_a_step_on_cifar10(model, tmp_path, monkeypatch) -> None:
+def test_image_models_train_a_step_on_cifar10(compose_cfg, model, tmp_path, monkeypatch) -> None:
     write_cifar10(tmp_path, monkeypatch)
-    train_one_step([*model, "dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false",
-                    "dataset.crop_padding=4", "dataset.hflip=true"])
+    train_one_step(compose_cfg, [*model, "dataset=cifar10", f"dataset.root={tmp_path}",
+                                 "dataset.download=false", "dataset.crop_padding=4",
+                                 "dataset.hflip=true"])
 
 
 @pytest.mark.parametrize("dataset", FLAT_SETS, ids=" ".join)
-def test_mlp_trains_a_step_on_every_flat_set(dataset: list[str]) -> None:
-    train_one_step(["model=mlp", *dataset])
+def test_mlp_trains_a_step_on_every_flat_set(compose_cfg, dataset: list[str]) -> None:
+    train_one_step(compose_cfg, ["model=mlp", *dataset])
 
 
 @pytest.mark.parametrize("model", CNNS)
 @pytest.mark.parametrize("dataset", ["moons", "circles", "spirals", "xor", "sine", "diabetes"])
-def test_a_cnn_on_flat_data_is_refused_clearly(model: str, dataset: str) -> None:
+def test_a_cnn_on_flat_data_is_refused_clearly(compose_cfg, model: str, dataset: str) -> None:
     cfg = compose_cfg([f"model={model}", f"dataset={dataset}", "loss=mse"])
     with pytest.raises(ConfigError, match=f"model='{model}' is invalid: it is a CNN and needs "
                        f"image inputs .* dataset={dataset} has flat feature vectors"):
         validate(cfg)
 
 
-def test_colour_images_cannot_be_made_grey_by_config(tmp_path, monkeypatch) -> None:
+def test_colour_images_cannot_be_made_grey_by_config(compose_cfg, tmp_path, monkeypatch) -> None:
     write_cifar10(tmp_path, monkeypatch)
     cfg = compose_cfg(["dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false",
                        "dataset.channels=1"])
@@ -84,7 +86,7 @@ def test_colour_images_cannot_be_made_grey_by_config(tmp_path, monkeypatch) -> N
         build_datamodule(cfg)
 
 
-def num_params(overrides: list[str], shape: tuple[int, ...], outputs: int = 10) -> int:
+def num_params(compose_cfg, overrides: list[str], shape: tuple[int, ...], outputs: int = 10) -> int:
     net = build_model(compose_cfg(overrides), shape, outputs)
     return sum(p.numel() for p in net.parameters())
 
@@ -102,11 +104,13 @@ def num_params(overrides: list[str], shape: tuple[int, ...], outputs: int = 10) 
     (["model=vgg16", "model.width=0.25"], (3, 32, 32), 955_098),
     (["model=mlp"], (1, 28, 28), 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
-def test_parameter_counts(overrides: list[str], shape: tuple[int, ...], expected: int) -> None:
-    assert num_params(overrides, shape) == expected
+def test_parameter_counts(
+    compose_cfg, overrides: list[str], shape: tuple[int, ...], expected: int,
+) -> None:
+    assert num_params(compose_cfg, overrides, shape) == expected
 
 
-def test_course_mlp_has_46_parameters_and_its_own_layers() -> None:
+def test_course_mlp_has_46_parameters_and_its_own_layers(compose_cfg) -> None:
     cfg = compose_cfg(["experiment=course_mlp"])
     net = build_model(cfg, (3,), 2)
     assert sum(p.numel() for p in net.parameters()) == 3 * 4 + 4 + 4 * 4 + 4 + 4 * 2 + 2
@@ -118,7 +122,7 @@ def layer_kinds(net: nn.Module) -> list[str]:
     return [type(m).__name__ for m in net.modules() if not list(m.children())]
 
 
-def test_cnns_use_the_chosen_activation_in_every_hidden_layer() -> None:
+def test_cnns_use_the_chosen_activation_in_every_hidden_layer(compose_cfg) -> None:
     for model, convs, hidden in [("alexnet", 5, 7), ("vgg16", 13, 15), ("lenet5", 2, 4)]:
         net = build_model(compose_cfg([f"model={model}", "activation=tanh", "model.width=0.125"]),
                           (1, 28, 28), 10)
@@ -138,7 +142,7 @@ def test_cnns_use_the_chosen_activation_in_every_hidden_layer() -> None:
     assert bn.count("BatchNorm2d") == 13
 
 
-def test_per_layer_inits_survive_the_global_init() -> None:
+def test_per_layer_inits_survive_the_global_init(compose_cfg) -> None:
     def hidden_and_head(init: str) -> tuple[list[torch.Tensor], nn.Linear]:
         torch.manual_seed(0)
         net = build_model(compose_cfg(["experiment=course_mlp", f"init={init}"]), (3,), 2)
@@ -154,13 +158,15 @@ def test_per_layer_inits_survive_the_global_init() -> None:
     assert not torch.equal(head_const.weight, head_orth.weight)
 
 
-def test_course_mlp_experiment_trains_a_step() -> None:
-    loss = train_one_step(["experiment=course_mlp"])
+def test_course_mlp_experiment_trains_a_step(compose_cfg) -> None:
+    loss = train_one_step(compose_cfg, ["experiment=course_mlp"])
     assert 0.3 < loss < 1.5  # cross-entropy of 2 classes near chance after one step
 
 
 @pytest.mark.slow
-def test_course_mlp_experiment_runs_from_the_cli_and_learns_parity(tmp_path: Path) -> None:
+def test_course_mlp_experiment_runs_from_the_cli_and_learns_parity(
+    all_runs, run_cli, tmp_path: Path,
+) -> None:
     out = run_cli(tmp_path, "experiment=course_mlp")
     assert out.returncode == 0, out.stderr[-2000:]
     (run,) = all_runs(tmp_path, "course_mlp")
@@ -168,7 +174,9 @@ def test_course_mlp_experiment_runs_from_the_cli_and_learns_parity(tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_four_model_fashion_mnist_multirun(shared_data: Path, tmp_path: Path) -> None:
+def test_four_model_fashion_mnist_multirun(
+    all_runs, run_cli, shared_data: Path, tmp_path: Path,
+) -> None:
     """The issue's done-when sweep, one short epoch each (limit_train_batches keeps it quick)."""
     start = time.perf_counter()
     out = run_cli(tmp_path, "-m", "model=mlp,lenet5,alexnet,vgg16", "dataset=fashion_mnist",

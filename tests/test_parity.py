@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
 from mlflow.tracking import MlflowClient
 from numpy_reference import NumpyNetwork
 
@@ -41,7 +40,7 @@ def test_numpy_reference_learns_the_table(reference) -> None:
     40,  # the default suite: a real run is ~0.1-0.2 s per epoch on a busy 2-core machine
     pytest.param(EPOCHS, marks=pytest.mark.slow),  # the full lesson (about 1-3 minutes)
 ])
-def test_run_matches_numpy_every_epoch(epochs, tmp_path, monkeypatch) -> None:
+def test_run_matches_numpy_every_epoch(compose_cfg, epochs, tmp_path, monkeypatch) -> None:
     """A real `run` (Trainer, MLflow logger); its logged per-epoch loss is read back from MLflow
     and compared with the NumPy network's, then both predict two new people."""
     net = NumpyNetwork(value=0.1)
@@ -78,7 +77,7 @@ def test_run_matches_numpy_every_epoch(epochs, tmp_path, monkeypatch) -> None:
         assert ours[0] > 0.5 > ours[1]  # Emily F, Frank M
 
 
-def test_training_step_loop_matches_numpy(reference) -> None:
+def test_training_step_loop_matches_numpy(compose_cfg, reference) -> None:
     """The same 1000 epochs driven through LabModule.training_step by hand (no Trainer)."""
     net, running = reference
     cfg = compose_cfg(COURSE)

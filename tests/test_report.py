@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from conftest import compose_cfg
 from mlflow.tracking import MlflowClient
 
 from nnlab import train
@@ -15,7 +14,7 @@ INITS, SEEDS = ("zeros", "xavier_normal"), (0, 1)
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(compose_cfg, tmp_path_factory):
     """init in {zeros, xavier_normal} x 2 seeds: a tanh MLP on moons, 3 epochs each."""
     tmp = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -31,7 +30,7 @@ def study(tmp_path_factory):
     return uri, tmp
 
 
-def test_report_aggregates_names_the_winner_and_logs_itself(study, capsys) -> None:
+def test_report_aggregates_names_the_winner_and_logs_itself(compose_cfg, study, capsys) -> None:
     uri, tmp = study
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name("report_study").experiment_id

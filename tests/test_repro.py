@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import all_runs, run_cli, store_uri
-
 TIMING = ("time/",)
 
 
-def metric_histories(cwd: Path, run) -> dict[str, list[tuple[int, float]]]:
+def metric_histories(store_uri, cwd: Path, run) -> dict[str, list[tuple[int, float]]]:
     """Every non-timing metric's full history as (step, value), exact floats."""
     from mlflow.tracking import MlflowClient
 
@@ -21,7 +19,9 @@ def metric_histories(cwd: Path, run) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def test_same_config_and_seed_give_identical_metrics_bit_for_bit(tmp_path: Path) -> None:
+def test_same_config_and_seed_give_identical_metrics_bit_for_bit(
+    all_runs, run_cli, store_uri, tmp_path: Path,
+) -> None:
     # Three jobs in one process: seed 3 twice (global state must not leak between runs), seed 4.
     result = run_cli(tmp_path, "-m", "seed=3,4,3", "accelerator=cpu", "trainer.max_epochs=2",
                      "trainer.limit_train_batches=6", "trainer.limit_val_batches=2",
@@ -29,7 +29,7 @@ def test_same_config_and_seed_give_identical_metrics_bit_for_bit(tmp_path: Path)
                      "model.dropout=0.2")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = sorted(all_runs(tmp_path), key=lambda r: r.data.tags["nnlab.job_num"])
-    first, other, again = (metric_histories(tmp_path, r) for r in runs)
+    first, other, again = (metric_histories(store_uri, tmp_path, r) for r in runs)
     assert len(first["train/loss_step"]) == 12 and "test/acc" in first
     assert first == again
     assert first["train/loss_step"] != other["train/loss_step"]

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import QUIET, all_runs, run_cli, store_uri
 
 # Runs the real CLI with one extra callback that SIGKILLs the process after step KILL_AT_STEP.
 KILLER = """
@@ -34,17 +33,19 @@ main()
 """
 EPOCH_METRICS = ("val/acc", "val/loss", "train/loss_epoch", "train/acc_epoch", "time/epoch_s")
 
+QUIET = ["trainer.enable_progress_bar=false"]
 
-def histories(cwd: Path, run_id: str, keys: tuple[str, ...]) -> dict[str, list]:
+
+def histories(store_uri, cwd: Path, run_id: str, keys: tuple[str, ...]) -> dict[str, list]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store_uri(cwd))
     return {key: client.get_metric_history(run_id, key) for key in keys}
 
 
-def assert_complete_once(cwd: Path, run_id: str, epochs: int) -> None:
+def assert_complete_once(store_uri, cwd: Path, run_id: str, epochs: int) -> None:
     """Each epoch metric once per epoch; each training step's loss exactly once, no gaps."""
-    found = histories(cwd, run_id, (*EPOCH_METRICS, "train/loss_step"))
+    found = histories(store_uri, cwd, run_id, (*EPOCH_METRICS, "train/loss_step"))
     for key in EPOCH_METRICS:
         steps = [m.step for m in found[key]]
         assert len(steps) == epochs and len(set(steps)) == epochs, (key, steps)
@@ -53,7 +54,9 @@ def assert_complete_once(cwd: Path, run_id: str, epochs: int) -> None:
     assert steps == list(range(steps[0], steps[-1] + 1)), f"a step was lost: {steps}"
 
 
-def test_sigkill_mid_epoch_then_resume_by_run_id_continues_the_same_run(tmp_path: Path) -> None:
+def test_sigkill_mid_epoch_then_resume_by_run_id_continues_the_same_run(
+    all_runs, run_cli, store_uri, tmp_path: Path,
+) -> None:
     args = ["trainer.max_epochs=3", "trainer.limit_train_batches=10", "trainer.limit_val_batches=2",
             "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1",
             "checkpoint.every_n_steps=5", *QUIET]
@@ -65,7 +68,7 @@ def test_sigkill_mid_epoch_then_resume_by_run_id_continues_the_same_run(tmp_path
     assert run.info.status == "RUNNING", "SIGKILL leaves the run open"
     ckpt = Path(run.data.tags["nnlab.checkpoint"])
     assert ckpt.is_file()
-    before = histories(tmp_path, run.info.run_id, ("val/acc",))["val/acc"]
+    before = histories(store_uri, tmp_path, run.info.run_id, ("val/acc",))["val/acc"]
     assert len(before) == 1, "killed in the second epoch, after the first one's metrics"
 
     result = run_cli(tmp_path, f"resume={run.info.run_id}")
@@ -74,12 +77,12 @@ def test_sigkill_mid_epoch_then_resume_by_run_id_continues_the_same_run(tmp_path
     (resumed,) = all_runs(tmp_path)
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
     assert "test/acc" in resumed.data.metrics
-    assert_complete_once(tmp_path, run.info.run_id, epochs=3)
+    assert_complete_once(store_uri, tmp_path, run.info.run_id, epochs=3)
 
 
 @pytest.mark.slow  # two full processes and a few hundred steps
 def test_sigterm_ends_killed_with_a_checkpoint_and_resume_last_finishes_it(
-    tmp_path: Path,
+    all_runs, run_cli, store_uri, tmp_path: Path,
 ) -> None:
     args = ["trainer.max_epochs=2", "batch_size=8", "trainer.limit_train_batches=80",
             "trainer.limit_val_batches=2",
@@ -103,10 +106,10 @@ def test_sigterm_ends_killed_with_a_checkpoint_and_resume_last_finishes_it(
     assert result.returncode == 0, result.stderr[-3000:]
     (resumed,) = all_runs(tmp_path)
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
-    assert_complete_once(tmp_path, run.info.run_id, epochs=2)
+    assert_complete_once(store_uri, tmp_path, run.info.run_id, epochs=2)
 
 
-def test_resume_of_an_unknown_run_says_so(tmp_path: Path) -> None:
+def test_resume_of_an_unknown_run_says_so(run_cli, tmp_path: Path) -> None:
     result = run_cli(tmp_path, "resume=0123456789abcdef0123456789abcdef")
     assert result.returncode == 2
     assert "no run with that id" in result.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conftest import all_runs, compose_cfg, run_cli
 from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -16,7 +15,7 @@ STUDIES = ["init_study", "activation_study", "loss_study", "loss_regression_stud
            "optimizer_study", "dropout_study"]
 
 
-def sweep_grid(experiment: str) -> tuple[dict, list[list[str]]]:
+def sweep_grid(compose_cfg, experiment: str) -> tuple[dict, list[list[str]]]:
     """(the sweeper's params, every job's overrides) of a study, as Hydra's basic sweeper sees
     them."""
     compose_cfg()  # initialise Hydra once
@@ -28,8 +27,8 @@ def sweep_grid(experiment: str) -> tuple[dict, list[list[str]]]:
 
 
 @pytest.mark.parametrize("experiment", STUDIES)
-def test_every_job_of_a_study_validates(experiment: str) -> None:
-    params, jobs = sweep_grid(experiment)
+def test_every_job_of_a_study_validates(compose_cfg, experiment: str) -> None:
+    params, jobs = sweep_grid(compose_cfg, experiment)
     assert len(str(params["seed"]).split(",")) >= 3, "a study runs several seeds"
     names = set()
     for job in jobs:
@@ -45,8 +44,8 @@ def test_every_job_of_a_study_validates(experiment: str) -> None:
     assert quick.trainer.limit_train_batches is not None
 
 
-def test_init_study_covers_the_issue() -> None:
-    params, jobs = sweep_grid("init_study")
+def test_init_study_covers_the_issue(compose_cfg) -> None:
+    params, jobs = sweep_grid(compose_cfg, "init_study")
     assert set(params["init"].split(",")) == {"zeros", "constant", "normal", "uniform",
                                              "xavier_normal", "kaiming_normal"}
     assert len(jobs) == 6 * 2 * 2 * 3
@@ -54,7 +53,7 @@ def test_init_study_covers_the_issue() -> None:
     assert len(cfg.model.hidden) >= 8 and cfg.init.std == 1.0
 
 
-def test_quick_study_runs_in_parallel_into_one_experiment(tmp_path) -> None:
+def test_quick_study_runs_in_parallel_into_one_experiment(all_runs, run_cli, tmp_path) -> None:
     """A slice of optimizer_study (2 optimisers, 1 seed) with the joblib launcher, 2 jobs."""
     result = run_cli(tmp_path, "-m", "experiment=optimizer_study", "study.mode=quick",
                      "optimizer=sgd_plain,adam", "seed=0", "trainer.max_epochs=1",
@@ -72,7 +71,7 @@ def test_quick_study_runs_in_parallel_into_one_experiment(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_optuna_search_runs_with_the_installed_optuna(tmp_path) -> None:
+def test_optuna_search_runs_with_the_installed_optuna(all_runs, run_cli, tmp_path) -> None:
     """hydra-optuna-sweeper with optuna 2.10 / hydra-core 1.3: 3 trials, best = max val/acc."""
     import yaml
 

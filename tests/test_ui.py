@@ -13,13 +13,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 STUDY = ["-m", "experiment=optimizer_study", "study.mode=quick", "optimizer=sgd_plain,adam",
          "seed=0,1", "trainer.max_epochs=1"]
-SCREENSHOT = Path(__file__).resolve().parents[1] / "mlruns" / "ui" / "optimizer_study.png"
 
 
 def free_port() -> int:
@@ -37,7 +35,7 @@ def api(base: str, path: str, body: dict | None = None) -> dict:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(run_cli, tmp_path):
     """A store made by a 4-run quick study, served by `mlflow server` on a free local port."""
     done = run_cli(tmp_path, *STUDY, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -65,7 +63,7 @@ def server(tmp_path):
         proc.wait(timeout=30)
 
 
-def test_ui_shows_every_run(server) -> None:
+def test_ui_shows_every_run(run_cli, server) -> None:
     base, tmp = server
     experiment = api(base, "experiments/get-by-name?experiment_name=optimizer_study")
     experiment_id = experiment["experiment"]["experiment_id"]
@@ -94,8 +92,8 @@ def test_ui_shows_every_run(server) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     run_names = {run["info"]["run_name"] for run in runs}
     assert all(name in dom.stdout for name in run_names), "the runs table lacks a run"
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shot = subprocess.run([*flags, f"--screenshot={SCREENSHOT}", page], capture_output=True,
+    screenshot = tmp / "optimizer_study.png"  # look at it: pytest keeps the last tmp folders
+    shot = subprocess.run([*flags, f"--screenshot={screenshot}", page], capture_output=True,
                           text=True, timeout=180)
     assert shot.returncode == 0, shot.stderr[-2000:]
-    assert SCREENSHOT.read_bytes().startswith(b"\x89PNG") and SCREENSHOT.stat().st_size > 30000
+    assert screenshot.read_bytes().startswith(b"\x89PNG") and screenshot.stat().st_size > 30000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ class LeNet5(nn.Module):
         input_shape: Sequence[int],
         num_outputs: int,
         activation: Callable[[], nn.Module],
-        pool: str = "max",
+        pool: Literal["max", "avg"] = "max",
         dropout: float = 0.0,
         classic: bool = False,
         width: float = 1.0,

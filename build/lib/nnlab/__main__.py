@@ -1,0 +1,83 @@
+"""`python -m nnlab` / `nnlab`: compose the config with Hydra, then hand it to nnlab.train."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from nnlab.config import ConfigError, register_configs
+from nnlab.errors import config_error_message
+from nnlab.quiet import quiet
+
+register_configs()
+
+
+def config_dir() -> str:
+    """The packaged configs of an installed wheel, else the checkout's top-level conf/."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return str(packaged if packaged.is_dir() else packaged.parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def task(cfg: DictConfig) -> float:
+    """One job: a single run, or one job of a multirun (whose failure the sweep records)."""
+    from nnlab.tags import EXPERIMENT, JOB_NUM, SWEEP_ID
+    from nnlab.train import run
+
+    hydra_cfg = HydraConfig.get()
+    tags = {EXPERIMENT: str(hydra_cfg.runtime.choices.get("experiment") or "none")}
+    overrides = list(hydra_cfg.overrides.task)
+    if hydra_cfg.mode.name != "MULTIRUN":
+        try:
+            return run(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
+        except ConfigError as err:  # leave here, before Hydra adds its own lines
+            print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr)
+            sys.exit(2)
+
+    # One job of a sweep: a failure is recorded (its MLflow run is already FAILED) and the
+    # sweep goes on; nnlab.sweep.SweepReport prints the summary and exits 1 after the last job.
+    from nnlab.sweep import record_job
+
+    tags[SWEEP_ID] = Path(hydra_cfg.sweep.dir).name
+    tags[JOB_NUM] = str(hydra_cfg.job.num)
+    try:
+        value = run(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
+    except Exception as err:
+        message = config_error_message(err) if isinstance(err, ConfigError) else \
+            f"{type(err).__name__}: {err}"
+        print(f"nnlab: job {hydra_cfg.job.num} failed: {message}", file=sys.stderr, flush=True)
+        record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, message)
+        return math.nan
+    record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, None)
+    return value
+
+
+def main() -> None:
+    """Run Hydra; any config error, Hydra's or nnlab's, ends in one paragraph and exit 2."""
+    from nnlab.errors import Diverged
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach us whole; we word them
+    quiet()
+    try:
+        task()
+    except KeyboardInterrupt:
+        sys.exit(130)  # the run is KILLED and its checkpoint kept (see nnlab.train.run)
+    except Diverged as err:
+        print(f"nnlab: error: the run diverged and ended FAILED: {err}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as err:
+        message = config_error_message(err)
+        if message is None:
+            raise
+        print(f"nnlab: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

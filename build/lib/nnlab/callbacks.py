@@ -1,0 +1,163 @@
+"""The callbacks nnlab adds to every run: checkpoints (for resume and after Ctrl-C), the stop at
+the first non-finite loss, and the epoch timer. (The instruments live in nnlab/instruments.py.)"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+
+from nnlab.errors import Diverged
+
+
+class Checkpointer(Callback):
+    """Keeps one `last.ckpt`, saved between batches: once `every_n_steps` optimiser steps (0: never
+    mid-epoch) have passed since the last save, at the first batch of each epoch, at the end of
+    training and when training is interrupted. Between batches, every metric of the steps before
+    is already logged; the logger is flushed before each save, so MLflow holds everything up to
+    the checkpoint, and a resumed run logs from there. The file is replaced atomically, so a kill
+    mid-save leaves the previous one whole."""
+
+    def __init__(self, path: Path, every_n_steps: int) -> None:
+        self.path = Path(path)
+        self.every_n_steps = every_n_steps
+        self._saved: tuple[int, int] | None = None  # (global step, epoch) of the last save
+        self._in_fit = False
+        self.stop_signal: int | None = None
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """SIGINT/SIGTERM handler: during training, stop at the next batch boundary (where the
+        checkpoint is consistent); otherwise, or on a second signal, stop now."""
+        if self._in_fit and self.stop_signal is None:
+            self.stop_signal = signum
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_fit = True
+
+    def save(self, trainer: pl.Trainer) -> None:
+        for logger in trainer.loggers:
+            getattr(logger, "flush", lambda: None)()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)
+        self._saved = (trainer.global_step, trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt(f"signal {self.stop_signal}")  # saved in on_exception
+        step, epoch = trainer.global_step, trainer.current_epoch
+        if self._saved is None:  # the first batch of this process: nothing new to keep
+            self._saved = (step, epoch)
+            return
+        due = self.every_n_steps and step - self._saved[0] >= self.every_n_steps
+        if due or epoch != self._saved[1]:
+            self.save_between_batches(trainer)
+
+    def save_between_batches(self, trainer: pl.Trainer) -> None:
+        self._between_batches = True
+        try:
+            self.save(trainer)
+        finally:
+            self._between_batches = False
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        """Lightning expects mid-epoch checkpoints from on_train_batch_end and adds one to the
+        logging step count on restore; ours come after that count was incremented."""
+        if getattr(self, "_between_batches", False):
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._in_fit = False
+        self.save(trainer)
+        if self.stop_signal is not None:  # the signal came during the last validation
+            raise KeyboardInterrupt(f"signal {self.stop_signal}")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        """Ctrl-C or SIGTERM: keep a checkpoint. A requested stop (ours, or Lightning's own
+        SIGTERMException) is raised between batches, a raw KeyboardInterrupt anywhere."""
+        self._in_fit = False
+        if self.stop_signal is not None:
+            self.save_between_batches(trainer)
+        elif isinstance(exception, KeyboardInterrupt):
+            self.save(trainer)
+
+
+class DivergenceGuard(Callback):
+    """Raises `Diverged` at the first training step whose loss is NaN or infinite.
+
+    On the CPU it checks every step at once; on a GPU it reads the previous step's flag, copied
+    without blocking, so the check never stalls the device (training stops one step later)."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[torch.Tensor, Any, int] | None = None
+
+    def _check(self, finite: torch.Tensor, loss: torch.Tensor, step: int) -> None:
+        if not bool(finite):
+            raise Diverged(f"the training loss is {float(loss)} at step {step}; the run stopped "
+                           "there. Lower optimizer.lr, or clip gradients "
+                           "(trainer.gradient_clip_val=1.0).")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        loss = loss.detach()
+        step = trainer.global_step
+        if loss.device.type == "cpu":
+            self._check(torch.isfinite(loss).all(), loss, step)
+            return
+        self.flush()
+        finite = torch.isfinite(loss).all().to("cpu", non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._pending = (finite, (event, loss), step)
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            finite, (event, loss), step = self._pending
+            self._pending = None
+            event.synchronize()
+            self._check(finite, loss, step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.flush()
+
+
+class EpochTimer(Callback):
+    """Logs epoch wall seconds and training samples per second (always on)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:  # a resumed epoch has no epoch start
+        self.on_train_epoch_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start, self.samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.samples += len(batch[0])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = time.perf_counter() - self.start
+        pl_module.log_dict({"time/epoch_s": seconds,
+                            "time/samples_per_s": self.samples / max(seconds, 1e-9)})
+
+
+class CompactProgressBar(RichProgressBar):
+    """Lightning's rich progress bar with the few numbers a person watches (the training loss,
+    the monitored validation metric), so it fits a 100-column terminal; no `v_num`."""
+
+    SHOWN = {"train/loss_step": "loss", "val/acc": "val/acc", "val/r2": "val/r2"}
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        found = super().get_metrics(trainer, pl_module)
+        return {short: found[key] for key, short in self.SHOWN.items() if key in found}

@@ -1,0 +1,486 @@
+"""What a config may say, and the checks run on it before anything is built or opened.
+
+Each value has one home for its default and type:
+- nnlab's own top-level keys (seed, batch_size, mlflow, checkpoint, instruments, ...): the
+  dataclass schema below, registered in Hydra's ConfigStore, so `batch_size=abc` fails at once;
+- a group option's parameters: the signature of what it builds (a model's or data set's
+  constructor, an init function, a loss or optimizer class, Lightning's Trainer, a callback).
+  A user's own model or data set therefore takes whatever parameters its constructor takes.
+Ranges that no type can say (lr > 0, a fraction in (0, 1)) live in RANGES, one line each.
+`validate` checks all of it and fills in the defaults a run will use, so the logged params are
+the values used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
+
+GROUPS = ("model", "activation", "init", "loss", "optimizer", "scheduler", "dataset", "accelerator")
+LIGHTNING_GROUPS = ("trainer", "callbacks", "logger")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; its message names the bad value and the valid choices."""
+
+
+@dataclass
+class MlflowSchema:
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"  # or http://host:port (a tracking server)
+    artifact_root: str | None = "mlruns/artifacts"  # for a local store; a server keeps its own
+    experiment_name: str = "nnlab"
+    run_name: str = ("${model.name}-${activation.name}-${init.name}-${optimizer.name}-"
+                     "${dataset.name}")
+
+
+@dataclass
+class InstrumentsSchema:
+    """Per-layer grad/weight/activation metrics + PNG plots (nnlab/instruments.py)."""
+
+    enabled: bool = True
+    every_n_steps: int = 50  # also log the per-layer values every N optimiser steps (<name>_step)
+    saturation_threshold: float = 0.01  # sigmoid/tanh output saturated when f'(x) < this
+    plots: bool = True  # weight histograms at init; learning curves, confusion matrix, boundary
+
+
+@dataclass
+class CheckpointSchema:
+    every_n_steps: int = 100  # also save last.ckpt every N optimiser steps (0: epoch ends only)
+
+
+@dataclass
+class NnlabSchema:
+    model: Any = MISSING
+    activation: Any = MISSING
+    init: Any = MISSING
+    loss: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    dataset: Any = MISSING
+    accelerator: Any = MISSING
+    trainer: Any = MISSING  # Lightning's Trainer flags (conf/trainer/), checked against it
+    callbacks: Any = field(default_factory=dict)  # extra Lightning callbacks: name -> _target_
+    logger: Any = field(default_factory=dict)  # extra Lightning loggers beside nnlab's MLflow one
+    seed: int = 0
+    batch_size: int = 64
+    mlflow: MlflowSchema = field(default_factory=MlflowSchema)
+    checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
+    resume: str | None = None  # continue a stopped run from its checkpoint: a run id, or last
+    instruments: InstrumentsSchema = field(default_factory=InstrumentsSchema)
+    study: Any = None  # run-length modes of a study (conf/study_modes.yaml)
+
+
+TOP_LEVEL = tuple(f.name for f in fields(NnlabSchema))
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="nnlab_schema", node=NnlabSchema)
+
+
+# -- ranges no type can say: dotted key -> (test, what is valid) ---------------------------------
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _limit(v: Any) -> bool:
+    """Lightning's limit_*_batches: None, a fraction in (0, 1] or a count >= 1."""
+    return v is None or (isinstance(v, float) and 0 < v <= 1) or (isinstance(v, int) and v >= 1)
+
+
+def _sizes(v: Any) -> bool:
+    return v is None or all(isinstance(s, int) and s >= 1 for s in v)
+
+
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.max_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.log_every_n_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.limit_train_batches": (_limit, "null, a fraction in (0, 1] or a count >= 1"),
+    "trainer.limit_val_batches": (_limit, "null, a fraction in (0, 1] or a count >= 1"),
+    "trainer.limit_test_batches": (_limit, "null, a fraction in (0, 1] or a count >= 1"),
+    "trainer.gradient_clip_val": (lambda v: v is None or v > 0, "null or a float > 0"),
+    "optimizer.lr": (_positive, "a float > 0, e.g. 0.01"),
+    "optimizer.momentum": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
+    "optimizer.weight_decay": (lambda v: v >= 0, "a float >= 0"),
+    "optimizer.alpha": (lambda v: 0 < v < 1, "a float in (0, 1)"),
+    "optimizer.betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+                        "two floats in [0, 1), e.g. [0.9, 0.999]"),
+    "scheduler.step_size": (lambda v: v >= 1, "an integer >= 1 (epochs)"),
+    "scheduler.gamma": (_positive, "a float > 0"),
+    "scheduler.T_max": (lambda v: v >= 1, "an integer >= 1 (epochs)"),
+    "model.dropout": (lambda v: 0 <= v < 1, "a probability p with 0 <= p < 1"),
+    "model.width": (_positive, "a float > 0 (1.0: the published sizes)"),
+    "model.hidden": (_sizes, "a list of layer sizes, each an integer >= 1"),
+    "model.hidden_units": (lambda v: v >= 1, "an integer >= 1"),
+    "model.fc_units": (lambda v: v >= 1, "an integer >= 1"),
+    "activation.negative_slope": (lambda v: v >= 0, "a float >= 0"),
+    "activation.alpha": (_positive, "a float > 0"),
+    "init.std": (_positive, "a float > 0"),
+    "init.gain": (_positive, "a float > 0"),
+    "loss.label_smoothing": (lambda v: 0 <= v <= 1, "a float in [0, 1]"),
+    "loss.beta": (_positive, "a float > 0"),
+    "dataset.val_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1) (0: one sample)"),
+    "dataset.test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    "dataset.n_samples": (lambda v: v >= 10, "an integer >= 10"),
+    "dataset.noise": (lambda v: v >= 0, "a float >= 0"),
+    "dataset.outliers": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "dataset.size": (lambda v: v >= 1, "an integer >= 1 (pixels)"),
+    "dataset.num_workers": (lambda v: v >= 0, "an integer >= 0"),
+    "dataset.channels": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "dataset.resize": (lambda v: v is None or v >= 1, "null or an integer >= 1 (pixels)"),
+    "dataset.crop_padding": (lambda v: v >= 0, "an integer >= 0 (pixels)"),
+    "dataset.classes": (lambda v: v >= 2, "an integer >= 2"),
+    "dataset.n_features": (lambda v: v >= 1, "an integer >= 1"),
+    "accelerator.devices": (lambda v: v == "auto" or (isinstance(v, int) and v >= 1)
+                            or (isinstance(v, Sequence) and not isinstance(v, str)),
+                            "auto, a count >= 1 or a list of device ids"),
+    "checkpoint.every_n_steps": (lambda v: v >= 0, "an integer >= 0 (0: only at epoch ends)"),
+    "instruments.every_n_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "instruments.saturation_threshold": (lambda v: 0 < v < 1, "a float in (0, 1)"),
+}
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("32", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+# Trainer flags nnlab sets itself from other keys: where to set them instead.
+TRAINER_OWNED = {
+    "accelerator": "accelerator=cpu|gpu|auto", "devices": "accelerator.devices",
+    "precision": "accelerator.precision", "logger": "logger.<name>._target_",
+    "callbacks": "callbacks.<name>._target_", "default_root_dir": "hydra.run.dir",
+    "enable_checkpointing": "checkpoint.every_n_steps", "enable_model_summary": "(always off)",
+}
+
+
+def fail(key: str, value: Any, why: str, choices: Any) -> typing.NoReturn:
+    raise ConfigError(f"{key}={value!r} is invalid: {why}. Valid: {choices}.")
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+# -- parameters from signatures ------------------------------------------------------------------
+@dataclass
+class Signature:
+    """The keyword parameters something takes: name -> (type hint, default); `open` when it
+    also takes **kwargs it does not pass on to a known signature."""
+
+    params: dict[str, tuple[Any, Any]]
+    open: bool
+    owner: str
+
+
+FRAMEWORK = ("torch.", "lightning.", "pytorch_lightning.", "builtins")
+
+
+def signature(target: Callable, skip: int = 0, hide: Sequence[str] = ()) -> Signature:
+    """A function's or class's keyword parameters, following **kwargs up the class's bases.
+
+    **kwargs that a user's or nnlab's class hands on to a framework base (nn.Module,
+    LightningDataModule, object) take nothing more, so unknown keys there are refused."""
+    functions: list[Any] = [target]
+    if inspect.isclass(target):
+        functions = [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
+    own_framework = getattr(target, "__module__", "").startswith(FRAMEWORK)
+    params: dict[str, tuple[Any, Any]] = {}
+    is_open = False
+    for position, function in enumerate(functions):
+        module = getattr(function, "__module__", None) or "builtins"
+        if position > 0 and module.startswith(FRAMEWORK) and not own_framework:
+            is_open = False
+            break
+        try:
+            listed = list(inspect.signature(function).parameters.values())
+        except (TypeError, ValueError):
+            is_open = True  # cannot tell: accept what it is given
+            break
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:
+            hints = {}
+        if inspect.isclass(target) and listed and listed[0].name == "self":
+            listed = listed[1:]
+        if position == 0:
+            listed = listed[skip:]
+        is_open = any(p.kind is p.VAR_KEYWORD for p in listed)
+        for p in listed:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in hide:
+                default = MISSING if p.default is p.empty else p.default
+                params.setdefault(p.name, (hints.get(p.name, Any), default))
+        if not is_open:
+            break
+    name = getattr(target, "__qualname__", str(target))
+    return Signature(params, is_open, f"{getattr(target, '__module__', '')}.{name}")
+
+
+def matches(value: Any, hint: Any) -> bool | None:
+    """Whether `value` fits the type `hint`: True, False, or None where it cannot tell."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return None
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        results = [matches(value, a) for a in args]
+        return True if True in results else (None if None in results else False)
+    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, list | tuple | ListConfig):
+            return False
+        if args and args[-1] is not Ellipsis:
+            inner = [matches(v, args[0]) for v in value]
+            return False if False in inner else (None if None in inner else True)
+        return True
+    if origin in (dict, Mapping, typing.Mapping) or hint in (dict,):
+        return isinstance(value, dict | DictConfig)
+    return None
+
+
+def describe_hint(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(describe_hint(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def check_params(group: str, node: Mapping[str, Any], sig: Signature,
+                 own: Sequence[str] = ("name", "_target_", "_partial_")) -> dict[str, Any]:
+    """Refuse unknown keys and values of the wrong type; return the defaults to fill in."""
+    label = f"{group}={node['name']} ({sig.owner})" if "name" in node else sig.owner
+    for key, value in node.items():
+        if key in own:
+            continue
+        if key not in sig.params:
+            if sig.open:
+                continue
+            valid = sorted(sig.params)
+            raise ConfigError(
+                f"{group}.{key}={value!r} is invalid: {label} has no parameter "
+                f"'{key}'.{did_you_mean(key, valid)} Valid: {valid}.")
+        hint = sig.params[key][0]
+        if matches(value, hint) is False:
+            fail(f"{group}.{key}", value, f"{sig.owner} takes {key} as {describe_hint(hint)}",
+                 describe_hint(hint))
+    return {k: d for k, (_, d) in sig.params.items()
+            if k not in node and isinstance(d, bool | int | float | str) and d is not MISSING}
+
+
+# -- the checks ----------------------------------------------------------------------------------
+def _import(node: Mapping[str, Any], group: str) -> Any:
+    from hydra.utils import get_class, get_method
+
+    target = node.get("_target_")
+    if not target:
+        raise ConfigError(f"{group}={node.get('name')!r} has no _target_: its yaml must name the "
+                          f"class to build (e.g. _target_: mypkg.nets.MyNet).")
+    try:
+        return get_class(target)
+    except Exception:
+        try:
+            return get_method(target)
+        except Exception as err:
+            raise ConfigError(f"{group}._target_={target!r} cannot be imported ({err}). It must "
+                              "name a class importable from where you run nnlab (e.g. "
+                              "nnlab.models.mlp.MLP, or your package on PYTHONPATH).") from None
+
+
+def group_signature(cfg: DictConfig, group: str) -> tuple[Signature, tuple[str, ...]]:
+    """What a group's node is checked against, and the keys nnlab itself reads from it."""
+    from nnlab.activations import describe
+    from nnlab.inits import INIT_NAMES, WEIGHT_INITS
+    from nnlab.losses import LOSSES
+
+    node = cfg[group]
+    name = node.get("name")
+    own: tuple[str, ...] = ("name", "_target_", "_partial_")
+    if group == "model":
+        return signature(_import(node, group), skip=3), own
+    if group == "dataset":
+        return signature(_import(node, group), hide=("batch_size", "seed")), own
+    if group == "activation":
+        try:
+            spec = describe(str(name), node.get("_target_"))
+        except KeyError:
+            from nnlab.activations import ACTIVATIONS
+
+            fail("activation.name", name, "unknown activation (or give a _target_ class)",
+                 sorted(ACTIVATIONS))
+        except Exception as err:
+            raise ConfigError(f"activation._target_={node.get('_target_')!r} cannot be imported "
+                              f"({err}).") from None
+        return signature(spec.module), own
+    if group == "init":
+        if name not in INIT_NAMES:
+            fail("init.name", name, "unknown initialisation", INIT_NAMES)
+        if name == "default":
+            return Signature({}, False, "PyTorch's own init"), (*own, "bias")
+        return signature(WEIGHT_INITS[name], skip=2), (*own, "bias")
+    if group == "loss":
+        if name not in LOSSES:
+            fail("loss.name", name, "unknown loss", sorted(LOSSES))
+        return signature(LOSSES[name].build), own
+    if group in ("optimizer", "scheduler"):
+        if group == "scheduler" and not node.get("_target_"):
+            return Signature({}, False, "no scheduler"), own
+        return signature(_import(node, group), skip=1), own
+    return Signature({}, True, group), own
+
+
+def _check_group(cfg: DictConfig, group: str) -> None:
+    node = cfg.get(group)
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{group}={node!r} is invalid: '{group}' is a config group; choose an "
+                          f"option with {group}=<option> (python -m nnlab --help lists them).")
+    if group == "accelerator":
+        return _check_accelerator(node)
+    sig, own = group_signature(cfg, group)
+    defaults = check_params(group, plain(node), sig, own)
+    with open_dict(node):
+        node.update(defaults)
+
+
+def _check_accelerator(node: DictConfig) -> None:
+    known = ("name", "accelerator", "devices", "precision", "strategy")
+    for key in node:
+        if key not in known:
+            raise ConfigError(f"accelerator.{key} is invalid: the accelerator group has no key "
+                              f"'{key}'.{did_you_mean(str(key), known)} Valid: {list(known)}.")
+    if str(node.accelerator) not in ACCELERATORS:
+        fail("accelerator.accelerator", node.accelerator, "unknown accelerator", ACCELERATORS)
+    if str(node.precision) not in PRECISIONS:
+        fail("accelerator.precision", node.precision, "unknown precision", list(PRECISIONS))
+
+
+def _check_lightning(cfg: DictConfig) -> None:
+    """trainer flags against Lightning's Trainer; callbacks and loggers against their class."""
+    import lightning.pytorch as pl
+
+    trainer = cfg.get("trainer")
+    if not isinstance(trainer, DictConfig):
+        raise ConfigError("trainer is invalid: it must be a mapping of Lightning Trainer flags "
+                          "(conf/trainer/default.yaml), e.g. trainer.max_epochs=5.")
+    for key in trainer:
+        if key in TRAINER_OWNED:
+            raise ConfigError(f"trainer.{key} is invalid: nnlab sets the Trainer's {key} "
+                              f"itself. Set {TRAINER_OWNED[key]} instead.")
+    check_params("trainer", plain(trainer), signature(pl.Trainer), own=())
+    for group in ("callbacks", "logger"):
+        node = cfg.get(group)
+        if node is None:
+            continue
+        if not isinstance(node, DictConfig):
+            raise ConfigError(f"{group}={node!r} is invalid: it maps names to objects, e.g. "
+                              f"+{group}.mine._target_=<class>.")
+        for name, item in node.items():
+            if item is None:
+                continue
+            if not isinstance(item, DictConfig) or "_target_" not in item:
+                raise ConfigError(f"{group}.{name} is invalid: each entry needs a _target_ "
+                                  f"naming its class, e.g. +{group}.{name}._target_=<class>.")
+            check_params(f"{group}.{name}", plain(item),
+                         signature(_import(item, f"{group}.{name}")))
+
+
+def users_own(node: Any) -> bool:
+    """Whether a group's option builds the user's own class (its ranges are not nnlab's)."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    return bool(target) and str(target).split(".")[0] not in ("nnlab", "torch", "lightning")
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for key, (test, valid) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=MISSING)
+        if value is MISSING or users_own(cfg.get(key.split(".")[0])):
+            continue
+        value = plain(value)
+        try:
+            ok = test(value)
+        except TypeError:
+            ok = False
+        if not ok:
+            fail(key, value, "out of range", valid)
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    for key in cfg:
+        if key not in TOP_LEVEL and key != "hydra":
+            raise ConfigError(
+                f"{key} is invalid: nnlab reads no top-level key '{key}'."
+                f"{did_you_mean(str(key), TOP_LEVEL)} Valid: {sorted(TOP_LEVEL)}; a config "
+                "group's option is chosen with group=option (no '+').")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for anything that cannot run, and fill in the defaults each group's
+    option will use; touches no tracker and no data."""
+    _check_top_level(cfg)
+    for group in GROUPS:
+        _check_group(cfg, group)
+    _check_lightning(cfg)
+    _check_ranges(cfg)
+    init = cfg.init
+    if init.get("a") is not None and init.get("b") is not None and init.a >= init.b:
+        fail("init.a", init.a, f"a uniform draw needs a < b (b={init.b})", "a < b")
+    from nnlab.inits import BIAS_INITS
+
+    if init.get("bias", "zeros") not in BIAS_INITS:
+        fail("init.bias", init.bias, "unknown bias initialisation", sorted(BIAS_INITS))
+    _check_fit(cfg)
+
+
+def _check_fit(cfg: DictConfig) -> None:
+    """Model vs data vs loss vs machine."""
+    from nnlab.losses import LOSSES
+
+    data_cls = _import(cfg.dataset, "dataset")
+    model_cls = _import(cfg.model, "model")
+    task = getattr(data_cls, "task", "classification")
+    if getattr(model_cls, "needs_image", False) and not getattr(data_cls, "is_image", True):
+        fail("model", cfg.model.name,
+             f"it is a CNN and needs image inputs (C, H, W), but dataset={cfg.dataset.name} "
+             "has flat feature vectors", "model=mlp for this data set, or an image data set "
+             "(digits, mnist, fashion_mnist) for a CNN")
+    loss_tasks = LOSSES[cfg.loss.name].tasks
+    if task not in loss_tasks:
+        fitting = sorted(name for name, spec in LOSSES.items() if task in spec.tasks)
+        fail("loss", cfg.loss.name, f"it is a {'/'.join(loss_tasks)} loss and "
+             f"dataset={cfg.dataset.name} is a {task} task", f"for {task}: {fitting}")
+    if str(cfg.accelerator.accelerator) in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("accelerator", cfg.accelerator.name, "no CUDA GPU is visible on this machine",
+                 "accelerator=cpu or accelerator=auto (uses a GPU when there is one)")
+
+
+def plain(node: DictConfig | ListConfig | Any) -> Any:
+    """A resolved plain-Python copy of a config node."""
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def group_params(node: DictConfig, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    """A group's parameters as plain kwargs, without bookkeeping keys."""
+    return {k: v for k, v in plain(node).items() if k not in drop and not k.startswith("_")}

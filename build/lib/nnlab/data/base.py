@@ -1,0 +1,254 @@
+"""The in-memory data module every data set builds on.
+
+A data set subclass only loads arrays (`load`); this class normalises, adapts channels and size,
+splits train/val by the seed, and batches. Shapes flow from here to the model via `info`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+TEST_SPLIT_SEED = 20240229  # the held-out test split never depends on the run's seed
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be loaded (missing files offline, corrupt files)."""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about its data."""
+
+    input_shape: tuple[int, ...]  # one sample: (C, H, W) for images, (F,) for vectors
+    num_outputs: int  # classes, or regression targets
+    task: str  # "classification" or "regression"
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+class TensorBatches:
+    """Batches of in-memory tensors: one shuffled copy per epoch, sliced; no per-sample collate.
+
+    Shuffling draws from a CPU generator seeded once, making the same draws a DataLoader with
+    that generator makes (its iterator's base seed, then RandomSampler's `randperm`, then the
+    sampler's empty tail `randperm`), so both paths yield the same batches for the same seed.
+    """
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        if not self.shuffle:
+            for start in range(0, n, self.batch_size):
+                end = start + self.batch_size
+                yield self.x[start:end], self.y[start:end]
+            return
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # DataLoader's seed
+        order = torch.randperm(n, generator=self.generator).to(self.x.device)
+        # One gather per epoch, then free slices: per-batch gathers (x[idx]) run a parallel
+        # kernel each and crawl on a busy CPU (measured 2.4 s vs 0.03 s an epoch of 20k images).
+        xs, ys = self.x.index_select(0, order), self.y.index_select(0, order)
+        for start in range(0, n, self.batch_size):
+            end = start + self.batch_size
+            yield xs[start:end], ys[start:end]
+        del xs, ys
+        torch.randperm(n, generator=self.generator)  # RandomSampler's tail (num_samples % n)
+
+
+def augment_images(x: torch.Tensor, crop_padding: int, hflip: bool) -> torch.Tensor:
+    """Random crop (zero-pad by `crop_padding`, crop back) and horizontal flip, per sample, on a
+    whole (N, C, H, W) batch where it lies (CPU or GPU); the global torch RNG draws."""
+    n, _, h, w = x.shape
+    if crop_padding > 0:
+        p = crop_padding
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=x.device)
+        dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=x.device)
+        rows = (dy + torch.arange(h, device=x.device).view(1, h, 1)).expand(n, h, w)
+        cols = (dx + torch.arange(w, device=x.device).view(1, 1, w)).expand(n, h, w)
+        flat = (rows * (w + 2 * p) + cols).view(n, 1, h * w).expand(-1, x.shape[1], -1)
+        x = padded.flatten(2).gather(2, flat).view_as(x)
+    if hflip:
+        flip = torch.rand(n, device=x.device) < 0.5
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+    return x
+
+
+class TensorDataModule(pl.LightningDataModule):
+    """Base class: subclasses set `name`, `task` and implement `load()`.
+
+    Every data set gets: inputs standardised with the train split's mean/std (per channel for
+    images, per feature for vectors; `mean`/`std` keep them), a val split drawn by the run's
+    seed, `channels`/`resize` to fit an image model, `crop_padding`/`hflip` batch-wise training
+    augmentation, and `in_memory` batching (auto: on when the data fits the device).
+    """
+
+    name = "base"
+    task = "classification"
+    is_image = True  # (C, H, W) samples; False for flat feature vectors
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        in_memory: bool | Literal["auto"] = "auto",
+        num_workers: int = 0,
+        channels: int | None = None,
+        resize: int | None = None,
+        normalize: bool = True,
+        crop_padding: int = 0,
+        hflip: bool = False,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.in_memory = in_memory
+        self.num_workers = num_workers
+        self.channels = channels
+        self.resize = resize
+        self.normalize = normalize
+        self.crop_padding = crop_padding
+        self.hflip = hflip
+        self.splits: dict[str, Split] = {}
+        self.num_classes = 0
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+        self.device = torch.device("cpu")  # where the trainer runs (set in setup)
+
+    # -- what a subclass provides -------------------------------------------------------------
+    def load(self) -> tuple[Split, Split]:
+        """Return (train+val pool, test): x float (N, C, H, W) or (N, F); y long or float."""
+        raise NotImplementedError
+
+    # -- shared machinery -----------------------------------------------------------------------
+    @property
+    def info(self) -> DataInfo:
+        self.prepare()
+        x, y = self.splits["train"].x, self.splits["train"].y
+        outputs = self.num_classes if self.task == "classification" else (
+            1 if y.dim() == 1 else y.shape[1]
+        )
+        return DataInfo(tuple(x.shape[1:]), outputs, self.task)
+
+    def prepare(self) -> None:
+        """Load, adapt, normalise and split once; safe to call again."""
+        if self.splits:
+            return
+        pool, test = self.load()
+        pool.x, test.x = self._adapt(pool.x), self._adapt(test.x)
+        if self.task == "classification":
+            self.num_classes = int(max(pool.y.max(), test.y.max())) + 1
+        n_val = max(1, round(len(pool.x) * self.val_fraction))
+        order = torch.randperm(len(pool.x), generator=torch.Generator().manual_seed(self.seed))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        train = Split(pool.x[train_idx], pool.y[train_idx])
+        val = Split(pool.x[val_idx], pool.y[val_idx])
+        if self.normalize:
+            dims = [0, 2, 3] if train.x.dim() == 4 else [0]
+            mean = train.x.mean(dim=dims, keepdim=True)
+            std = train.x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+            for split in (train, val, test):
+                split.x = (split.x - mean) / std
+            self.mean, self.std = mean.flatten(), std.flatten()
+        self.splits = {"train": train, "val": val, "test": test}
+
+    def _adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize images and repeat grey channels when the config asks for it."""
+        if x.dim() != 4:
+            return x
+        if self.resize and self.resize != x.shape[-1]:
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
+                              align_corners=False)
+        if self.channels and self.channels != x.shape[1]:
+            if x.shape[1] != 1:
+                raise DataError(
+                    f"dataset.channels={self.channels} cannot be made from {x.shape[1]}-channel "
+                    "images; only 1-channel images can be repeated to more channels."
+                )
+            x = x.repeat(1, self.channels, 1, 1)
+        return x
+
+    def nbytes(self) -> int:
+        """Bytes of all splits' tensors."""
+        self.prepare()
+        return sum(t.numel() * t.element_size() for s in self.splits.values() for t in (s.x, s.y))
+
+    def use_in_memory(self) -> bool:
+        """true/false as configured; auto: on when the data fits (always on the CPU, where the
+        tensors already are, unless DataLoader workers were asked for)."""
+        if self.in_memory != "auto":
+            return bool(self.in_memory)
+        if self.num_workers > 0:
+            return False
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            return self.nbytes() <= free // 2
+        return True
+
+    def setup(self, stage: str | None = None) -> None:
+        """Move the tensors to the accelerator once when batching in memory there."""
+        self.prepare()
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            self.device = trainer.strategy.root_device
+        if self.device.type != "cpu" and self.use_in_memory():
+            for split in self.splits.values():
+                split.x, split.y = split.x.to(self.device), split.y.to(self.device)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training augmentation, batch-wise on the device (both the in-memory and loader path)."""
+        trainer = getattr(self, "trainer", None)
+        if (self.crop_padding or self.hflip) and trainer is not None and trainer.training:
+            x, y = batch
+            if x.dim() == 4:
+                return augment_images(x, self.crop_padding, self.hflip), y
+        return batch
+
+    def _loader(self, split: str, shuffle: bool) -> TensorBatches | DataLoader:
+        data = self.splits[split]
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        if self.use_in_memory():
+            return TensorBatches(data.x, data.y, self.batch_size, shuffle, generator)
+        return DataLoader(
+            TensorDataset(data.x, data.y), batch_size=self.batch_size, shuffle=shuffle,
+            generator=generator, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, pin_memory=self.device.type == "cuda",
+        )
+
+    def train_dataloader(self) -> TensorBatches | DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches | DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches | DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def holdout(x: torch.Tensor, y: torch.Tensor, test_fraction: float) -> tuple[Split, Split]:
+    """Split off a fixed test set (independent of the run's seed)."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(TEST_SPLIT_SEED))
+    n_test = round(len(x) * test_fraction)
+    return Split(x[order[n_test:]], y[order[n_test:]]), Split(x[order[:n_test]], y[order[:n_test]])

@@ -1,0 +1,353 @@
+"""Instruments: a Lightning callback that measures inside training, per layer, and draws plots.
+
+Per layer (named by its module path inside the model, e.g. `net.1`), logged as MLflow metrics
+every `every_n_steps` optimiser steps (`<name>_step`) and once per epoch (`<name>`):
+
+    grad_norm/<layer>   L2 norm of the layer's parameter gradients (epoch: mean over the steps)
+    weight_norm/<layer> L2 norm of the layer's parameters
+    act_mean/<layer>    mean of an activation module's output over the epoch's training batches
+    act_std/<layer>     its standard deviation
+    saturated/<layer>   sigmoid/tanh: fraction of outputs whose derivative < saturation_threshold
+    dead/<layer>        relu: fraction of units that were zero for every sample of the epoch
+
+Statistics accumulate on the device (no host sync per step); hooks run only in training mode.
+Plots (PNG artifacts under `instruments/`), drawn at the end or when a run fails: weight
+histograms as initialised, learning curves, a confusion matrix (classification) and, for 2-D
+inputs, the decision boundary.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from nnlab import tags
+from nnlab.activations import Activation, spec_of
+
+
+def instrument_callbacks(cfg: Mapping[str, Any]) -> list[Callback]:
+    """The instruments the config asks for ([] when `instruments.enabled` is false)."""
+    options = dict(cfg.get("instruments") or {})
+    if not options.pop("enabled", True):
+        return []
+    return [Instruments(**options)]
+
+
+class _ActivationStats:
+    """Running sums of one activation module's outputs over an epoch, kept on its device."""
+
+    def __init__(self, spec: Activation, threshold: float) -> None:
+        self.saturation, self.dying, self.threshold = spec.saturation, spec.dies, threshold
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: torch.Tensor | None = None  # [sum, sum of squares, count, saturated]
+        self.alive: torch.Tensor | None = None
+        self.last: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        if not module.training:
+            return
+        y = out.detach().float()
+        if self.saturation is not None:
+            saturated = (self.saturation(y) < self.threshold).sum()
+        else:
+            saturated = y.new_zeros(())
+        n = torch.tensor(float(y.numel()), device=y.device)
+        batch = torch.stack([y.sum(), (y * y).sum(), n, saturated.float()])
+        self.last = batch
+        self.sums = batch if self.sums is None else self.sums + batch
+        if self.dying:
+            fired = (y > 0).any(dim=0)
+            self.alive = fired if self.alive is None else self.alive | fired
+
+    @staticmethod
+    def _moments(sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean = sums[0] / sums[2]
+        std = (sums[1] / sums[2] - mean * mean).clamp_min(0).sqrt()
+        return mean, std, sums[3] / sums[2]
+
+    def values(self, epoch: bool) -> dict[str, torch.Tensor]:
+        sums = self.sums if epoch else self.last
+        if sums is None:
+            return {}
+        mean, std, saturated = self._moments(sums)
+        found = {"act_mean": mean, "act_std": std}
+        if self.saturation is not None:
+            found["saturated"] = saturated
+        if epoch and self.dying and self.alive is not None:
+            found["dead"] = 1 - self.alive.float().mean()
+        return found
+
+
+class Instruments(Callback):
+    """Per-layer gradient/weight/activation statistics and diagnostic plots (see module doc)."""
+
+    def __init__(self, every_n_steps: int = 50, saturation_threshold: float = 0.01,
+                 plots: bool = True) -> None:
+        self.every_n_steps = every_n_steps
+        self.threshold = saturation_threshold
+        self.plots = plots
+        self.handles: list[Any] = []
+        self.init_histograms: list[Histogram] = []
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage != "fit" or self.handles:
+            return
+        model = getattr(pl_module, "model", pl_module)
+        self.layers = [(name, list(m.parameters(recurse=False))) for name, m in
+                       model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+        self.params = [p for _, ps in self.layers for p in ps]
+        self.layer_of = torch.tensor([i for i, (_, ps) in enumerate(self.layers) for _ in ps])
+        self.acts: dict[str, _ActivationStats] = {}
+        for name, m in model.named_modules():
+            spec = spec_of(m)
+            if spec is not None and spec.module is not nn.Identity:
+                stats = _ActivationStats(spec, self.threshold)
+                self.acts[name] = stats
+                self.handles.append(m.register_forward_hook(stats))
+
+        # Counted now (before a resume restores trained weights), drawn at the end: matplotlib
+        # and MLflow's artifact code stay off the path to the first training step.
+        self.init_histograms = weight_counts(self.layers) if self.plots else []
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            for handle in self.handles:
+                handle.remove()
+            self.handles = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        tracker = _tracker(trainer)
+        if tracker is not None:
+            tracker.set_tags({tags.LAYERS: ",".join(name for name, _ in self.layers)})
+
+    # -- measuring ----------------------------------------------------------------------------
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A run resumed mid-epoch gets no epoch start: open the sums here too."""
+        self.on_train_epoch_start(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.grad_sum = torch.zeros(len(self.layers), device=pl_module.device)
+        self.grad_steps = 0
+        for stats in self.acts.values():
+            stats.reset()
+
+    def _layer_norms(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        squares = torch.stack(torch._foreach_norm(tensors)) ** 2
+        per_layer = torch.zeros(len(self.layers), device=squares.device, dtype=squares.dtype)
+        return per_layer.index_add_(0, self.layer_of.to(squares.device), squares).sqrt()
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        norms = self._layer_norms(grads)
+        self.grad_sum += norms
+        self.grad_steps += 1
+        step = trainer.global_step + 1
+        if step % self.every_n_steps == 0:
+            self._log(trainer, self._collect(norms, epoch=False), step, suffix="_step")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.grad_steps:
+            return
+        grads = self.grad_sum / self.grad_steps
+        self._log(trainer, self._collect(grads, epoch=True), trainer.global_step, suffix="")
+
+    def _collect(self, grad_norms: torch.Tensor, epoch: bool) -> dict[str, torch.Tensor]:
+        weights = self._layer_norms([p.detach() for p in self.params])
+        found: dict[str, torch.Tensor] = {}
+        for i, (name, _) in enumerate(self.layers):
+            found[f"grad_norm/{name}"] = grad_norms[i]
+            found[f"weight_norm/{name}"] = weights[i]
+        for name, stats in self.acts.items():
+            for key, value in stats.values(epoch).items():
+                found[f"{key}/{name}"] = value
+        return found
+
+    def _log(self, trainer, values: dict[str, torch.Tensor], step: int, suffix: str) -> None:
+        if trainer.logger is None or not values:
+            return
+        numbers = torch.stack(list(values.values())).double().cpu().tolist()  # one sync
+        trainer.logger.log_metrics(
+            {f"{k}{suffix}": v for k, v in zip(values, numbers, strict=True)}, step=step
+        )
+
+    # -- plots at the end -----------------------------------------------------------------------
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.plots and not trainer.sanity_checking:
+            self._end_plots(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """A failed or diverged run still gets its init histograms: often they explain it."""
+        if self.plots and self.init_histograms:
+            try:
+                self._init_plot(trainer)
+            except Exception as err:  # never mask the error that ended the run
+                warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
+
+    def _init_plot(self, trainer) -> None:
+        self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
+        self.init_histograms = []
+
+    def _end_plots(self, trainer, pl_module) -> None:
+        if self.init_histograms:
+            self._init_plot(trainer)
+        tracker = _tracker(trainer)
+        if tracker is not None:
+            trainer.logger.flush()
+            curves = {key: [(m.step, m.value) for m in
+                            tracker.client.get_metric_history(tracker.run_id, key)]
+                      for key in tracker.client.get_run(tracker.run_id).data.metrics
+                      if key.split("/")[0] in ("train", "val") and not key.endswith("_step")}
+            self._artifact(trainer, "learning_curves.png", learning_curves, curves)
+        datamodule = trainer.datamodule
+        if getattr(pl_module, "task", None) != "classification" or \
+                not hasattr(datamodule, "splits"):  # nnlab's in-memory data modules only
+            return
+        x, y = _predict_split(pl_module, datamodule, "test")
+        self._artifact(trainer, "confusion_matrix.png", confusion_matrix, x.argmax(-1), y,
+                       datamodule.num_classes)
+        train = datamodule.splits["train"]
+        if train.x.dim() == 2 and train.x.shape[1] == 2:
+            self._artifact(trainer, "decision_boundary.png", decision_boundary, pl_module,
+                           train.x, train.y)
+
+    def _artifact(self, trainer, filename: str, draw, *args: Any) -> None:
+        """Draw a figure into a PNG and log it to the run (or the trainer's folder)."""
+        tracker = _tracker(trainer)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp if tracker is not None else trainer.default_root_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / filename
+            figure = draw(*args)
+            figure.savefig(path, dpi=90)
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+            if tracker is not None:
+                tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
+
+
+def _tracker(trainer) -> Any:
+    return getattr(trainer.logger, "tracker", None)
+
+
+@torch.no_grad()
+def _predict_split(pl_module, datamodule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    data = datamodule.splits[split]
+    was_training = pl_module.training
+    pl_module.eval()
+    scores = torch.cat([pl_module(data.x[i : i + 512].to(pl_module.device)).cpu()
+                        for i in range(0, len(data.x), 512)])
+    pl_module.train(was_training)
+    return scores, data.y.cpu()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# One layer's weights at init: name, shape, std, bin counts, bin edges.
+Histogram = tuple[str, tuple[int, ...], float, torch.Tensor, torch.Tensor]
+
+
+@torch.no_grad()
+def weight_counts(layers: list[tuple[str, list[torch.Tensor]]], bins: int = 50) -> list[Histogram]:
+    """Each layer's weight histogram (biases left out), counted on the CPU, drawn later."""
+    found = []
+    for name, params in layers:
+        if params:
+            w = params[0].detach().float().cpu().flatten()
+            counts, edges = torch.histogram(w, bins=bins)
+            found.append((name, tuple(params[0].shape), w.std(correction=0).item(), counts, edges))
+    return found
+
+
+def weight_histograms(histograms: list[Histogram]):
+    """One histogram per layer of its weights, as initialised."""
+    plt = _pyplot()
+    cols = min(4, len(histograms))
+    rows = -(-len(histograms) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for ax, (name, shape, std, counts, edges) in zip(axes.flat, histograms, strict=False):
+        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
+        ax.set_title(f"{name} {shape}\nstd={std:.3g}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(histograms):]:
+        ax.axis("off")
+    fig.suptitle("weights right after init")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves: dict[str, list[tuple[int, float]]]):
+    """Loss curves on the left, the other per-epoch metrics on the right, against steps."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, points in sorted(curves.items()):
+        if not points:
+            continue
+        steps, values = zip(*sorted(points), strict=True)
+        ax = left if "loss" in key else right
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=key)
+    for ax, title in ((left, "loss"), (right, "metrics")):
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int):
+    plt = _pyplot()
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    counts.index_put_((target, predicted), torch.ones_like(target), accumulate=True)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    image = ax.imshow(counts.numpy(), cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    for (i, j), n in zip(((i, j) for i in range(num_classes) for j in range(num_classes)),
+                         counts.flatten().tolist(), strict=True):
+        if n:
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
+    acc = counts.diag().sum().item() / max(counts.sum().item(), 1)
+    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (acc {acc:.3f})",
+           xticks=range(num_classes), yticks=range(num_classes))
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def decision_boundary(pl_module, x: torch.Tensor, y: torch.Tensor, steps: int = 200):
+    """The playground picture: predicted class over a grid, with the training points on top."""
+    plt = _pyplot()
+    x, y = x.cpu(), y.cpu()
+    lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
+    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], steps),
+                            torch.linspace(lo[1], hi[1], steps), indexing="xy")
+    grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
+    was_training = pl_module.training
+    pl_module.eval()
+    scores = pl_module(grid.to(pl_module.device)).cpu()
+    pl_module.train(was_training)
+    classes = scores.argmax(-1).reshape(steps, steps)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    ax.contourf(gx.numpy(), gy.numpy(), classes.numpy(), alpha=0.35, cmap="coolwarm")
+    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=y.numpy(), s=8, cmap="coolwarm",
+               edgecolors="k", linewidths=0.2)
+    ax.set(title="decision boundary (train points)", xlabel="x1", ylabel="x2")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,67 @@
+"""nnlab's Lightning logger: metrics into the MLflow run nnlab opened, in batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from nnlab.tracking import Tracker
+
+
+class MlflowRunLogger(Logger):
+    """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
+
+    def __init__(self, tracker: Tracker, flush_every: int = 50,
+                 logged: Mapping[str, int] | None = None) -> None:
+        super().__init__()
+        self.tracker = tracker
+        self.flush_every = flush_every
+        self._pending: list[Metric] = []
+        self._logged = dict(logged or {})  # a resumed run's last step per key: not logged twice
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.tracker.run_id or ""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> MlflowClient:
+        return self.tracker.client
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Params are logged once by the Tracker from the resolved config."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        epoch_end = False
+        for key, value in metrics.items():
+            if key == "epoch":
+                continue
+            if (step or 0) <= self._logged.get(key, -1):
+                continue
+            epoch_end |= not key.endswith("_step")
+            self._pending.append(Metric(key, float(value), now, step or 0))
+        if epoch_end or len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
+            self.tracker.client.log_batch(self.tracker.run_id, metrics=batch)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Flush only: the run's final state is set by Tracker.end."""
+        self.flush()

@@ -1,0 +1,109 @@
+"""One run: validate -> build -> open the MLflow run -> fit, test -> close the run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from nnlab.config import ConfigError, plain, validate
+from nnlab.errors import Diverged
+
+__all__ = ["Diverged", "run"]
+
+
+def open_tracker(cfg: DictConfig):
+    """The MLflow store and experiment; a store that cannot be used is a config error."""
+    from nnlab.tracking import Tracker, TrackingError
+
+    try:
+        return Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
+                       cfg.mlflow.artifact_root)
+    except TrackingError as err:
+        raise ConfigError(str(err)) from None
+
+
+def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
+        extra_tags: dict[str, str] | None = None) -> float:
+    """Train and test one configuration (or continue the run `resume=` names); return the
+    monitored validation metric."""
+    tracker = run_info = None
+    if cfg.get("resume"):
+        from nnlab.tracking import TrackingError, resume_target
+
+        tracker = open_tracker(cfg)
+        try:
+            run_info, ckpt_path, cfg = resume_target(tracker, str(cfg.resume), list(overrides))
+        except TrackingError as err:
+            raise ConfigError(str(err)) from None
+    validate(cfg)
+
+    import lightning.pytorch as pl
+
+    from nnlab.quiet import quiet
+
+    quiet()  # again: importing Lightning resets its loggers' levels
+    from nnlab import tags
+    from nnlab.build import build, data_info, model_summary, user_parts
+    from nnlab.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
+    from nnlab.data import DataError
+    from nnlab.instruments import instrument_callbacks
+    from nnlab.logger import MlflowRunLogger
+    from nnlab.run import closing_line, run_life, run_tags
+    from nnlab.tracking import flatten
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    try:
+        datamodule, module = build(cfg)
+    except DataError as err:
+        raise ConfigError(str(err)) from None
+    out_dir = Path(output_dir or "mlruns/hydra/last")
+    if tracker is None:  # opened after the data: a bad data set leaves no store behind
+        tracker = open_tracker(cfg)
+    logged: dict[str, int] = {}
+    if run_info is not None:
+        logged = tracker.reopen(run_info.info.run_id)
+        tracker.set_tags({tags.RESUMED_FROM: ckpt_path.name})
+        print(f"nnlab: resuming run {tracker.run_id} from {ckpt_path}", flush=True)
+    else:
+        info = data_info(datamodule)
+        summary = model_summary(module.model, info.input_shape)
+        num_params = sum(p.numel() for p in module.model.parameters())
+        ckpt_path = (out_dir / "checkpoints" / "last.ckpt").resolve()
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))
+        params["model.num_params"] = num_params
+        run_tagged = {**run_tags(cfg, overrides, extra_tags or {}),
+                      tags.CHECKPOINT: str(ckpt_path)}
+        tracker.start(cfg.mlflow.run_name, params, run_tagged)
+    checkpointer = Checkpointer(ckpt_path, int(cfg.checkpoint.every_n_steps))
+    with run_life(tracker, checkpointer.request_stop, ckpt_path):
+        if run_info is None:
+            tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
+            tracker.log_text(summary, "model_summary.txt")
+            tracker.log_metrics({"model/params": num_params})
+        progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+        trainer = pl.Trainer(
+            accelerator=cfg.accelerator.accelerator,
+            devices=cfg.accelerator.devices,
+            precision=str(cfg.accelerator.precision),
+            logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
+            callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
+                       checkpointer, *progress, *user_parts(cfg, "callbacks")],
+            default_root_dir=out_dir,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            **plain(cfg.trainer),
+        )
+        trainer.fit(module, datamodule=datamodule,
+                    ckpt_path=str(ckpt_path) if run_info is not None else None)
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training interrupted")
+        monitored = float(trainer.callback_metrics[module.monitor])
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        for logger in trainer.loggers:
+            logger.finalize("success")
+    print(closing_line(tracker, cfg, module.monitor, monitored, trainer.callback_metrics),
+          flush=True)
+    return monitored
