@@ -1,11 +1,12 @@
 """nnlab's benchmarks: figures side by side in one run, reported as ratios, in bench/results.md.
 
-    python bench/run.py [--only overhead,startup,sweep,gpu] [--data ROOT] [--batches N]
+    python bench/run.py [--only overhead,startup,memory,sweep,gpu] [--data ROOT] [--batches N]
                         [--repeats R] [--out bench/results.md]
 
 overhead  nnlab vs a hand-written PyTorch loop (same LeNet-5, MNIST split, batch size, SGD, seed):
           epoch wall time ratio; and per-step MLflow logging (log_every_n_steps=1 vs never)
 startup   from the command to the first training step (digits and MNIST), plus import costs
+memory    peak resident memory of the default job against the import floor
 sweep     8 short jobs: joblib launcher (2 workers) vs the basic (sequential) launcher
 gpu       (CUDA only) epoch time in-memory vs DataLoader vs the plain loop; test accuracy after
           GPU_EPOCHS epochs; bench/data_path.py's table when it is there
@@ -244,6 +245,36 @@ def startup(root: str, repeats: int) -> list[str]:
             "| what | seconds |", "|---|---|", *rows]
 
 
+PEAK_RSS = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, capture_output=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def peak_mib(command: list[str], cwd: str) -> float:
+    """Peak resident memory (MiB) of one command, run as the only child of a fresh process."""
+    out = subprocess.run([PY, "-c", PEAK_RSS, *command], cwd=cwd, check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    return int(out.stdout.strip()) / 1024
+
+
+def memory() -> list[str]:
+    """Peak RSS of the default job (digits, LeNet-5, 10 epochs) against the import floor."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, command in {
+            "import torch, lightning.pytorch, mlflow (floor)":
+                [PY, "-c", "import torch, lightning.pytorch, mlflow"],
+            "python -m nnlab (default job, instruments on)": [PY, "-m", "nnlab", *QUIET],
+            "python -m nnlab instruments.enabled=false": [PY, "-m", "nnlab", *QUIET,
+                                                          "instruments.enabled=false"],
+        }.items():
+            rows.append(f"| {label} | {peak_mib(command, tmp):.0f} |")
+    return ["### Peak memory (resident set, MiB)", "", "| what | MiB |", "|---|---|", *rows]
+
+
 def sweep(repeats: int, epochs: int = 10) -> list[str]:
     args = ["-m", "seed=0,1,2,3,4,5,6,7", f"trainer.max_epochs={epochs}", *instruments_off()]
     seq, par = [], []
@@ -297,7 +328,7 @@ def gpu(root: str, epochs: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="overhead,startup,sweep,gpu")
+    parser.add_argument("--only", default="overhead,startup,memory,sweep,gpu")
     parser.add_argument("--data", default=os.environ.get("NNLAB_DATA",
                                                          str(REPO.parent / "shared" / "data")))
     parser.add_argument("--batches", type=int, default=200,
@@ -316,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
              f"{torch.get_num_threads()} threads; load average at start {load:.1f}", ""]
     sections = {"overhead": lambda: overhead(root, args.batches, args.repeats),
                 "startup": lambda: startup(root, args.repeats),
+                "memory": memory,
                 "sweep": lambda: sweep(max(1, args.repeats - 1)),
                 "gpu": lambda: gpu(root, args.gpu_epochs)}
     for name, section in sections.items():

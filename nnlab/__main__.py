@@ -47,7 +47,7 @@ def task(cfg: DictConfig) -> float:
     tags[SWEEP_ID] = Path(hydra_cfg.sweep.dir).name
     tags[JOB_NUM] = str(hydra_cfg.job.num)
     try:
-        value = run(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
+        value = run(cfg, overrides, hydra_cfg.runtime.output_dir, tags, hydra_cfg.sweep.dir)
     except Exception as err:
         message = config_error_message(err) if isinstance(err, ConfigError) else \
             f"{type(err).__name__}: {err}"

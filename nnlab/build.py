@@ -92,3 +92,17 @@ def model_summary(model, input_shape: Sequence[int]) -> str:
     stats = summary(model, input_size=(1, *input_shape), verbose=0, device="cpu",
                     col_names=("output_size", "num_params"), row_settings=("var_names",))
     return str(stats)
+
+
+def data_profile(datamodule, info: DataInfo) -> tuple[str, dict[str, Any]]:
+    """(a digest of the data, its sizes and shapes) for the run's data set entry in MLflow."""
+    import hashlib
+
+    profile: dict[str, Any] = {"input_shape": list(info.input_shape),
+                               "outputs": info.num_outputs, "task": info.task}
+    digest = hashlib.sha1(repr(profile).encode())
+    for split, data in sorted(getattr(datamodule, "splits", {}).items()):
+        profile[f"{split}_samples"] = len(data.y)
+        digest.update(data.y.cpu().numpy().tobytes())  # labels and a sample of the inputs
+        digest.update(data.x[:: max(1, len(data.x) // 64)].cpu().numpy().tobytes())
+    return digest.hexdigest()[:8], profile

@@ -313,9 +313,10 @@ def learning_curves(curves: dict[str, list[tuple[int, float]]]):
 
 
 def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int):
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
     plt = _pyplot()
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    counts.index_put_((target, predicted), torch.ones_like(target), accumulate=True)
+    counts = multiclass_confusion_matrix(predicted, target, num_classes)
     fig, ax = plt.subplots(figsize=(4.6, 4))
     image = ax.imshow(counts.numpy(), cmap="Blues")
     fig.colorbar(image, ax=ax)

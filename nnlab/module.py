@@ -85,11 +85,13 @@ class LabModule(pl.LightningModule):
             self.log("train/loss_step", loss, prog_bar=True, logger=False)
 
     def _logs_this_step(self) -> bool:
-        """Whether Lightning would hand this training step's values to the loggers now."""
-        if self._trainer is None:  # a bare call of training_step: nothing would be logged
+        """Whether Lightning hands this training step's values to the loggers: every
+        `log_every_n_steps` optimiser steps (Trainer.log_every_n_steps, a public flag)."""
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # a bare call of training_step: nothing would be logged
             return False
-        connector = getattr(self._trainer, "_logger_connector", None)  # Lightning's own cadence
-        return bool(getattr(connector, "should_update_logs", True))
+        return (self.global_step + 1) % max(trainer.log_every_n_steps, 1) == 0
 
     def _log_epoch(self, stage: str) -> None:
         metrics = self.metrics[f"{stage}_metrics"]

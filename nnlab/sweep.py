@@ -12,6 +12,41 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 RECORDS = ".nnlab-jobs"
+PARENT = ".nnlab-parent"  # the sweep's own MLflow run: tracking URI and run id
+
+
+def parent_run_id(tracker: Any, sweep_dir: str | Path) -> str:
+    """The sweep's parent run, made by its first job that passes validation (so a sweep whose
+    every job is refused leaves nothing behind); the jobs nest under it in the MLflow UI."""
+    import fcntl
+
+    from nnlab import tags
+
+    folder = Path(sweep_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".nnlab-parent.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = folder / PARENT
+        if path.is_file():
+            return json.loads(path.read_text())["run_id"]
+        run = tracker.client.create_run(
+            tracker.experiment_id, run_name=f"sweep {folder.name}",
+            tags={tags.SWEEP_ID: folder.name, tags.SOURCE: "nnlab sweep"})
+        path.write_text(json.dumps({"tracking_uri": tracker.tracking_uri,
+                                    "run_id": run.info.run_id}))
+        return run.info.run_id
+
+
+def end_parent_run(sweep_dir: str | Path, failed: bool) -> None:
+    """Close the sweep's parent run, FAILED when a job failed."""
+    path = Path(sweep_dir) / PARENT
+    if not path.is_file():
+        return
+    from mlflow.tracking import MlflowClient
+
+    found = json.loads(path.read_text())
+    MlflowClient(found["tracking_uri"]).set_terminated(found["run_id"],
+                                                      "FAILED" if failed else "FINISHED")
 
 
 def record_job(sweep_dir: str | Path, num: int, overrides: list[str], error: str | None) -> None:
@@ -48,6 +83,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         text, failed = summary(read_jobs(config.hydra.sweep.dir))
+        end_parent_run(config.hydra.sweep.dir, failed)
         print(text, file=sys.stderr if failed else sys.stdout, flush=True)
         if failed:
             raise SystemExit(1)

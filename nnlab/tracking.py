@@ -150,6 +150,18 @@ class Tracker:
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
+    def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                    context: str = "training") -> None:
+        """The run's data set, shown in the UI's Dataset column (name, digest, sizes)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name, digest, "code", json.dumps({"class": source}),
+                          profile=json.dumps(dict(profile)))
+        self.client.log_inputs(self.run_id, [DatasetInput(
+            dataset, [InputTag("mlflow.data.context", context)])])
+
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(

@@ -25,9 +25,9 @@ def open_tracker(cfg: DictConfig):
 
 
 def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
-        extra_tags: dict[str, str] | None = None) -> float:
+        extra_tags: dict[str, str] | None = None, sweep_dir: str | Path | None = None) -> float:
     """Train and test one configuration (or continue the run `resume=` names); return the
-    monitored validation metric."""
+    monitored validation metric. A sweep's job (`sweep_dir`) nests under the sweep's run."""
     tracker = run_info = None
     if cfg.get("resume"):
         from nnlab.tracking import TrackingError, resume_target
@@ -45,7 +45,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
 
     quiet()  # again: importing Lightning resets its loggers' levels
     from nnlab import tags
-    from nnlab.build import build, data_info, model_summary, user_parts
+    from nnlab.build import build, data_info, data_profile, model_summary, user_parts
     from nnlab.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
     from nnlab.data import DataError
     from nnlab.instruments import instrument_callbacks
@@ -75,6 +75,10 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         params["model.num_params"] = num_params
         run_tagged = {**run_tags(cfg, overrides, extra_tags or {}),
                       tags.CHECKPOINT: str(ckpt_path)}
+        if sweep_dir is not None:
+            from nnlab.sweep import parent_run_id
+
+            run_tagged[tags.PARENT] = parent_run_id(tracker, sweep_dir)
         tracker.start(cfg.mlflow.run_name, params, run_tagged)
     checkpointer = Checkpointer(ckpt_path, int(cfg.checkpoint.every_n_steps))
     with run_life(tracker, checkpointer.request_stop, ckpt_path):
@@ -83,6 +87,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
             tracker.log_text(summary, "model_summary.txt")
             tracker.log_metrics({"model/params": num_params})
+            digest, profile = data_profile(datamodule, info)
+            tracker.log_dataset(cfg.dataset.name, digest, cfg.dataset._target_, profile)
         progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
         trainer = pl.Trainer(
             accelerator=cfg.accelerator.accelerator,

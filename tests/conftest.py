@@ -46,15 +46,17 @@ def _store_uri(cwd: Path) -> str:
     return f"sqlite:///{cwd}/mlruns/mlflow.db"
 
 
-def _all_runs(cwd: Path, experiment: str = "nnlab") -> list:
-    """Every run of `experiment` in cwd's default store ([] when there is no store)."""
+def _all_runs(cwd: Path, experiment: str = "nnlab", parents: bool = False) -> list:
+    """Every job's run of `experiment` in cwd's default store ([] when there is no store);
+    with `parents`, the sweeps' parent runs alone."""
     if not (cwd / "mlruns" / "mlflow.db").exists():
         return []
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(_store_uri(cwd))
     found = client.get_experiment_by_name(experiment)
-    return client.search_runs([found.experiment_id]) if found else []
+    runs = client.search_runs([found.experiment_id]) if found else []
+    return [r for r in runs if (r.data.tags.get("mlflow.source.name") == "nnlab sweep") is parents]
 
 
 @pytest.fixture

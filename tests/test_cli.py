@@ -65,6 +65,10 @@ def test_two_by_two_multirun_lands_four_distinct_runs_in_one_experiment(
                        for a in ("sigmoid", "relu")}
     assert len({r.data.tags["nnlab.sweep_id"] for r in runs}) == 1
     assert {r.data.tags["nnlab.experiment"] for r in runs} == {"init_x_activation"}
+    (parent,) = all_runs(tmp_path, "init_x_activation", parents=True)  # the UI folds the sweep
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert parent.data.tags["nnlab.sweep_id"] == runs[0].data.tags["nnlab.sweep_id"]
 
 
 def test_help_lists_every_group_and_its_options(run_cli, tmp_path: Path) -> None:

@@ -177,3 +177,27 @@ def test_sigmoid_derivative_peaks_at_a_quarter() -> None:
     grad = derivative("sigmoid", x)
     assert grad.max().item() == pytest.approx(0.25)
     assert grad[0].item() < 1e-3  # saturated tails: the vanishing-gradient lesson
+
+
+def test_validation_fills_in_the_defaults_a_run_uses(compose_cfg) -> None:
+    """A key removed with ~ (or never written) is logged with the value the run really uses."""
+    cfg = compose_cfg(["init=constant", "~init.value", "optimizer=sgd", "~optimizer.momentum"])
+    assert "value" not in cfg.init and "momentum" not in cfg.optimizer
+    validate(cfg)
+    assert cfg.init.value == 0.1  # nnlab.inits.constant's default
+    assert cfg.optimizer.momentum == 0  # torch.optim.SGD's default
+    assert cfg.loss.reduction == "mean"  # torch.nn.CrossEntropyLoss's
+
+
+def test_he_and_glorot_are_the_papers_schemes(compose_cfg) -> None:
+    """init=he is kaiming (normal, fan_in, the activation's gain); init=glorot is xavier
+    (uniform, variance 2 / (fan_in + fan_out))."""
+    expected = {"kaiming": math.sqrt(2 / FAN_IN), "xavier": math.sqrt(2 / (FAN_IN + FAN_OUT))}
+    for alias, name in (("he", "kaiming"), ("glorot", "xavier")):
+        cfg = compose_cfg([f"init={alias}", "model=mlp", f"model.hidden=[{FAN_OUT}]"])
+        assert cfg.init.name == name
+        w = build_model(cfg, (FAN_IN,), 10).net[1].weight
+        assert w.shape == (FAN_OUT, FAN_IN)
+        assert w.std().item() == pytest.approx(expected[name], rel=0.03), name
+        if name == "xavier":  # uniform: bounded by sqrt(3) std
+            assert w.abs().max().item() <= math.sqrt(3) * expected[name] + 1e-6

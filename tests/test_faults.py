@@ -29,6 +29,8 @@ def test_sweep_runs_every_job_and_reports_the_one_that_diverged(
     runs = {run.data.params["optimizer.lr"]: run for run in all_runs(tmp_path)}
     assert set(runs) == {"1000.0", "0.05"}, "the job after the failed one still ran"
     assert runs["0.05"].info.status == "FINISHED"
+    (parent,) = all_runs(tmp_path, parents=True)
+    assert parent.info.status == "FAILED", "a sweep with a failed job ends FAILED"
     failed = runs["1000.0"]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["diverged"] == "true"
