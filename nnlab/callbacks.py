@@ -4,6 +4,7 @@ the first non-finite loss, and the epoch timer. (The instruments live in nnlab/i
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,16 @@ class Checkpointer(Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        if trainer.is_global_zero:  # the one rank that wrote it (all ranks call save_checkpoint)
+            os.replace(tmp, self.path)
         self._saved = (trainer.global_step, trainer.current_epoch)
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-        if self.stop_signal is not None:
+        stop = self.stop_signal is not None
+        if trainer.world_size > 1:  # DDP: every rank stops at the same batch when one is asked
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+            self.stop_signal = self.stop_signal or (signal.SIGTERM if stop else None)
+        if stop:
             raise KeyboardInterrupt(f"signal {self.stop_signal}")  # saved in on_exception
         step, epoch = trainer.global_step, trainer.current_epoch
         if self._saved is None:  # the first batch of this process: nothing new to keep
@@ -114,6 +120,10 @@ class DivergenceGuard(Callback):
             return
         loss = loss.detach()
         step = trainer.global_step
+        if trainer.world_size > 1:  # every rank stops together when any rank's loss blew up
+            finite = trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss).all()))
+            self._check(torch.tensor(finite), loss, step)
+            return
         if loss.device.type == "cpu":
             self._check(torch.isfinite(loss).all(), loss, step)
             return
@@ -148,8 +158,9 @@ class EpochTimer(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         seconds = time.perf_counter() - self.start
-        pl_module.log_dict({"time/epoch_s": seconds,
-                            "time/samples_per_s": self.samples / max(seconds, 1e-9)})
+        values = {"time/epoch_s": seconds, "time/samples_per_s": self.samples / max(seconds, 1e-9)}
+        for logger in trainer.loggers:  # this process's own clock: no reduction across ranks
+            logger.log_metrics(values, step=trainer.global_step)
 
 
 class CompactProgressBar(RichProgressBar):

@@ -370,6 +370,11 @@ def _check_accelerator(node: DictConfig) -> None:
         fail("accelerator.accelerator", node.accelerator, "unknown accelerator", ACCELERATORS)
     if str(node.precision) not in PRECISIONS:
         fail("accelerator.precision", node.precision, "unknown precision", list(PRECISIONS))
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if str(node.get("strategy", "auto")) not in strategies:
+        fail("accelerator.strategy", node.strategy, "unknown Lightning strategy", strategies)
 
 
 def _check_lightning(cfg: DictConfig) -> None:

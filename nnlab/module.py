@@ -101,7 +101,7 @@ class LabModule(pl.LightningModule):
             values[f"{stage}/loss"] = total / count
         if stage == "train":
             values = {f"{k}_epoch": v for k, v in values.items()}
-        self.log_dict(values, prog_bar=stage == "val")
+        self.log_dict(values, prog_bar=stage == "val", sync_dist=self.trainer.world_size > 1)
         metrics.reset()
 
     def training_step(self, batch, batch_idx):

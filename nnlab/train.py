@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnlab.config import ConfigError, plain, validate
 from nnlab.errors import Diverged
@@ -41,9 +42,16 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
 
     import lightning.pytorch as pl
 
+    from nnlab.distributed import devices_and_strategy, is_child_rank, job_command_for_ranks
     from nnlab.quiet import quiet
 
     quiet()  # again: importing Lightning resets its loggers' levels
+    if is_child_rank():  # a DDP rank > 0: train alongside rank 0, which alone tracks the run
+        return _child_rank(cfg, None if run_info is None else ckpt_path)
+    devices, strategy = devices_and_strategy(cfg)
+    with open_dict(cfg):
+        cfg.accelerator.strategy = strategy  # logged as used: ddp for several devices
+
     from nnlab import tags
     from nnlab.build import build, data_info, data_profile, model_summary, user_parts
     from nnlab.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
@@ -81,6 +89,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             run_tagged[tags.PARENT] = parent_run_id(tracker, sweep_dir)
         tracker.start(cfg.mlflow.run_name, params, run_tagged)
     checkpointer = Checkpointer(ckpt_path, int(cfg.checkpoint.every_n_steps))
+    if strategy.startswith("ddp") and sweep_dir is not None:
+        job_command_for_ranks(overrides)
     with run_life(tracker, checkpointer.request_stop, ckpt_path):
         if run_info is None:
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
@@ -92,7 +102,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
         trainer = pl.Trainer(
             accelerator=cfg.accelerator.accelerator,
-            devices=cfg.accelerator.devices,
+            devices=devices,
+            strategy=strategy,
             precision=str(cfg.accelerator.precision),
             logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
             callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
@@ -113,3 +124,33 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     print(closing_line(tracker, cfg, module.monitor, monitored, trainer.callback_metrics),
           flush=True)
     return monitored
+
+
+def _child_rank(cfg: DictConfig, ckpt_path: Path | None) -> float:
+    """A DDP rank > 0: the same data, model and callbacks as rank 0, no MLflow run."""
+    import lightning.pytorch as pl
+
+    from nnlab.build import build, user_parts
+    from nnlab.callbacks import Checkpointer, DivergenceGuard
+    from nnlab.distributed import devices_and_strategy
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, module = build(cfg)
+    devices, strategy = devices_and_strategy(cfg)
+    checkpointer = Checkpointer(ckpt_path or Path("unused.ckpt"),
+                                int(cfg.checkpoint.every_n_steps))
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator.accelerator, devices=devices, strategy=strategy,
+        precision=str(cfg.accelerator.precision), logger=user_parts(cfg, "logger") or False,
+        callbacks=[DivergenceGuard(), checkpointer, *user_parts(cfg, "callbacks")],
+        enable_checkpointing=False, enable_model_summary=False,
+        **{**plain(cfg.trainer), "enable_progress_bar": False},
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop with rank 0, at the same batch
+        signal.signal(sig, checkpointer.request_stop)
+    trainer.fit(module, datamodule=datamodule,
+                ckpt_path=str(ckpt_path) if ckpt_path is not None else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training interrupted")
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    return float(trainer.callback_metrics.get(module.monitor, float("nan")))

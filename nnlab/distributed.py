@@ -1,0 +1,47 @@
+"""Multi-device runs (Lightning's DDP): one job = one MLflow run, whatever the number of ranks.
+
+Lightning starts ranks 1..N-1 by running the same command again (with LOCAL_RANK set). Those
+ranks compose the same config and train, but never open the MLflow store: rank 0 alone logs
+and writes checkpoints (nnlab's logger and Checkpointer are rank-zero only)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig
+
+# Hydra flags that choose where configs come from: a DDP rank needs them too.
+CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def is_child_rank() -> bool:
+    """Whether this process is a rank > 0 that Lightning started for a DDP run."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return (rank_zero_only.rank or 0) > 0
+
+
+def devices_and_strategy(cfg: DictConfig) -> tuple[Any, str]:
+    """`accelerator.devices` and its strategy: `auto` becomes DDP for more than one device."""
+    devices = cfg.accelerator.devices
+    strategy = str(cfg.accelerator.get("strategy", "auto"))
+    many = (isinstance(devices, int) and devices > 1) or (
+        not isinstance(devices, int | str) and len(devices) > 1)
+    if strategy == "auto" and many:
+        strategy = "ddp"
+    return devices, strategy
+
+
+def job_command_for_ranks(overrides: Sequence[str]) -> None:
+    """In a multirun, make Lightning start the other ranks on this job alone: it re-runs
+    sys.argv, which holds the whole sweep (-m and every swept value)."""
+    flags: list[str] = []
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg in CONFIG_FLAGS and i + 1 < len(argv):
+            flags += [arg, argv[i + 1]]
+        elif arg.split("=")[0] in CONFIG_FLAGS:
+            flags.append(arg)
+    sys.argv = [sys.argv[0], *flags, *overrides]
