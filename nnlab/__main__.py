@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,9 @@ from nnlab.config import ConfigError, register_configs
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 register_configs()
+# conf/hydra/launcher/submitit_*.yaml share their names with the plugin's own nodes, so Hydra also
+# checks them against those (deprecated, harmless): no warning for it on every sweep.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated")
 
 
 def check_experiment(name: str | None) -> None:
@@ -54,19 +58,19 @@ def main(cfg: DictConfig) -> float:
 
     # One job of a sweep: a failure is recorded (its MLflow run is already FAILED) and the
     # sweep goes on; nnlab.sweep.SweepReport prints the summary and exits 1 after the last job.
-    from nnlab.sweep import record_job
+    from nnlab.sweep import record_job, run_job
 
     tags["nnlab.sweep_id"] = Path(hydra_cfg.sweep.dir).name
     tags["nnlab.job_num"] = str(hydra_cfg.job.num)
     try:
         check_experiment(experiment)
-        value = run(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
+        value, outcome = run_job(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
     except Exception as err:
         message = f"{type(err).__name__}: {err}"
         print(f"nnlab: job {hydra_cfg.job.num} failed: {message}", file=sys.stderr, flush=True)
         record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, message)
         return math.nan
-    record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, None)
+    record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, None, outcome)
     return value
 
 

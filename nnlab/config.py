@@ -58,6 +58,11 @@ class CheckpointSchema:
 
 
 @dataclass
+class SweepSchema:
+    resume: bool = False  # skip jobs already FINISHED, resume killed ones (nnlab/sweep.py)
+
+
+@dataclass
 class NnlabSchema:
     model: Any = MISSING
     activation: Any = MISSING
@@ -74,6 +79,7 @@ class NnlabSchema:
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     resume: str | None = None
     instruments: InstrumentsSchema = field(default_factory=InstrumentsSchema)
+    sweep: SweepSchema = field(default_factory=SweepSchema)
     study: Any = None  # run-length modes of a study (experiments/study_modes.yaml)
 
 

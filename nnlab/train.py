@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import nnlab
 from nnlab.config import GROUPS, ConfigError, group_params, plain, validate
+from nnlab.sweep import CONFIG_HASH_TAG, config_hash
 
 
 def build_datamodule(cfg: DictConfig):
@@ -87,6 +88,7 @@ def run_tags(cfg: DictConfig, overrides: Sequence[str], extra: dict[str, str]) -
         "nnlab.version": nnlab.__version__,
         "nnlab.overrides": " ".join(overrides) or "(none)",
         "mlflow.source.name": "nnlab",
+        CONFIG_HASH_TAG: config_hash(cfg),  # what sweep.resume=true looks runs up by
     })
     commit = git_commit()
     if commit:
