@@ -92,31 +92,29 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def previous_runs(cfg: DictConfig, digest: str) -> list[Any]:
-    """The target experiment's runs of this config, newest first."""
-    from nnlab.train import open_tracker
-
-    tracker = open_tracker(cfg)
-    return tracker.client.search_runs([tracker.experiment_id],
-                                      f"tags.`{CONFIG_HASH_TAG}` = '{digest}'",
-                                      order_by=["attributes.start_time DESC"])
-
-
 def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
             tags: dict[str, str]) -> tuple[float, str]:
     """One sweep job: (the monitored value, how: run, skipped or resumed)."""
     from nnlab.tracking import CHECKPOINT_TAG
-    from nnlab.train import run
+    from nnlab.train import open_tracker, run
 
     if not cfg.get("sweep", {}).get("resume") or cfg.get("resume"):
         return run(cfg, overrides, output_dir, tags), "run"
-    found = previous_runs(cfg, config_hash(cfg))
+    tracker = open_tracker(cfg)  # the target experiment's runs of this config, newest first
+    client = tracker.client
+    found = client.search_runs([tracker.experiment_id],
+                               f"tags.`{CONFIG_HASH_TAG}` = '{config_hash(cfg)}'",
+                               order_by=["attributes.start_time DESC"])
     for prev in found:
         if prev.info.status == "FINISHED":
             value = monitored_value(prev)
             print(f"nnlab: skipped: run {prev.info.run_id} of this config already FINISHED",
                   flush=True)
             return value, "skipped"
+    # Runs of this very sweep may still be running (another rank of this job, a twin job):
+    # only an earlier sweep's unfinished runs are resumed or superseded.
+    sweep_id = tags.get("nnlab.sweep_id")
+    found = [r for r in found if sweep_id is None or r.data.tags.get("nnlab.sweep_id") != sweep_id]
     for prev in found:  # KILLED, or RUNNING when its process was killed outright
         ckpt = prev.data.tags.get(CHECKPOINT_TAG)
         if prev.info.status in ("KILLED", "RUNNING") and ckpt and Path(ckpt).is_file():
@@ -124,9 +122,7 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
             return run(resumed, [f"resume={prev.info.run_id}"], output_dir), "resumed"
     for prev in found:  # killed outright before its first checkpoint: superseded by a new run
         if prev.info.status == "RUNNING":
-            from mlflow.tracking import MlflowClient
-
-            MlflowClient(cfg.mlflow.tracking_uri).set_terminated(prev.info.run_id, "KILLED")
+            client.set_terminated(prev.info.run_id, "KILLED")
     return run(cfg, overrides, output_dir, tags), "run"
 
 

@@ -57,10 +57,16 @@ def test_submitit_slurm_sweep_runs_each_job_on_the_cluster(slurm: LocalSlurm,
     runs = by_job(tmp_path)
     assert sorted(runs) == [0, 1]
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
-    # the jobs really ran under SLURM: one job array, both tasks COMPLETED there
-    states = slurm.run("squeue", "-h", "-t", "all", "-o", "%i %T").stdout.split("\n")
-    array = {line.split()[0].split("_")[1]: line.split()[1] for line in states if line}
-    assert array == {"0": "COMPLETED", "1": "COMPLETED"}, states
+    # the jobs really ran under SLURM: one job array whose 2 tasks end COMPLETED there (a task
+    # may still be exiting when its result is in)
+    deadline = time.monotonic() + 60
+    while True:
+        lines = slurm.run("squeue", "-h", "-t", "all", "-o", "%i %T").stdout.split()
+        array = dict(zip(lines[::2], lines[1::2], strict=True))
+        if set(array.values()) == {"COMPLETED"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(array) == ["1_0", "1_1"] and set(array.values()) == {"COMPLETED"}, array
 
 
 def test_a_cancelled_slurm_job_ends_failed_in_the_summary_and_nothing_hangs(
