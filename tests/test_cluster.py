@@ -59,14 +59,17 @@ def test_submitit_slurm_sweep_runs_each_job_on_the_cluster(slurm: LocalSlurm,
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
     # the jobs really ran under SLURM: one job array whose 2 tasks end COMPLETED there (a task
     # may still be exiting when its result is in)
+    tasks = sorted(p.name for p in tmp_path.glob("mlruns/hydra/multirun/*/.submitit/[0-9]*_*"))
+    assert len(tasks) == 2 and tasks[0].endswith("_0") and tasks[1].endswith("_1"), tasks
     deadline = time.monotonic() + 60
     while True:
-        lines = slurm.run("squeue", "-h", "-t", "all", "-o", "%i %T").stdout.split()
+        lines = slurm.run("squeue", "-h", "-t", "all", "-o", "%i %T", "-j",
+                          tasks[0].split("_")[0]).stdout.split()
         array = dict(zip(lines[::2], lines[1::2], strict=True))
         if set(array.values()) == {"COMPLETED"} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert sorted(array) == ["1_0", "1_1"] and set(array.values()) == {"COMPLETED"}, array
+    assert sorted(array) == tasks and set(array.values()) == {"COMPLETED"}, array
 
 
 def test_a_cancelled_slurm_job_ends_failed_in_the_summary_and_nothing_hangs(
