@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -16,6 +17,9 @@ from nnlab.errors import config_error_message
 from nnlab.quiet import quiet
 
 register_configs()
+# conf/hydra/launcher/submitit_*.yaml share their names with the plugin's own nodes, so Hydra also
+# checks them against those (deprecated, harmless): no warning for it on every sweep.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated")
 
 
 def config_dir() -> str:
@@ -42,19 +46,20 @@ def task(cfg: DictConfig) -> float:
 
     # One job of a sweep: a failure is recorded (its MLflow run is already FAILED) and the
     # sweep goes on; nnlab.sweep.SweepReport prints the summary and exits 1 after the last job.
-    from nnlab.sweep import record_job
+    from nnlab.sweep import record_job, run_job
 
     tags[SWEEP_ID] = Path(hydra_cfg.sweep.dir).name
     tags[JOB_NUM] = str(hydra_cfg.job.num)
     try:
-        value = run(cfg, overrides, hydra_cfg.runtime.output_dir, tags, hydra_cfg.sweep.dir)
+        value, outcome = run_job(cfg, overrides, hydra_cfg.runtime.output_dir, tags,
+                                 hydra_cfg.sweep.dir)
     except Exception as err:
         message = config_error_message(err) if isinstance(err, ConfigError) else \
             f"{type(err).__name__}: {err}"
         print(f"nnlab: job {hydra_cfg.job.num} failed: {message}", file=sys.stderr, flush=True)
         record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, message)
         return math.nan
-    record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, None)
+    record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, None, outcome)
     return value
 
 

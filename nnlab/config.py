@@ -56,6 +56,11 @@ class CheckpointSchema:
 
 
 @dataclass
+class SweepSchema:
+    resume: bool = False  # skip jobs already FINISHED, resume killed ones (nnlab/sweep.py)
+
+
+@dataclass
 class NnlabSchema:
     model: Any = MISSING
     activation: Any = MISSING
@@ -74,6 +79,7 @@ class NnlabSchema:
     checkpoint: CheckpointSchema = field(default_factory=CheckpointSchema)
     resume: str | None = None  # continue a stopped run from its checkpoint: a run id, or last
     instruments: InstrumentsSchema = field(default_factory=InstrumentsSchema)
+    sweep: SweepSchema = field(default_factory=SweepSchema)
     study: Any = None  # run-length modes of a study (conf/study_modes.yaml)
 
 

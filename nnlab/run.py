@@ -17,6 +17,7 @@ import nnlab
 from nnlab import tags
 from nnlab.config import GROUPS
 from nnlab.errors import Diverged
+from nnlab.sweep import config_hash
 
 
 @contextmanager
@@ -60,6 +61,7 @@ def git_commit() -> str | None:
 def run_tags(cfg: DictConfig, overrides: Sequence[str], extra: dict[str, str]) -> dict[str, str]:
     found = {f"{tags.GROUP_PREFIX}{group}": str(cfg[group].name) for group in GROUPS}
     found.update({
+        tags.CONFIG_HASH: config_hash(cfg),  # what sweep.resume=true looks runs up by
         tags.VERSION: nnlab.__version__,
         tags.OVERRIDES: " ".join(overrides) or "(none)",
         tags.SOURCE: "nnlab",

@@ -1,17 +1,31 @@
 """Multirun bookkeeping: each job records how it ended in the sweep folder; after the sweep a Hydra
-callback prints which jobs failed and exits non-zero when any did (or when there were none)."""
+callback prints which jobs failed and exits non-zero when any did (or when there were none).
+
+Jobs may run in other processes or on other hosts (hydra/launcher=joblib, submitit_local,
+submitit_slurm): each writes its own record file, atomically, into the sweep folder, which must be
+shared with the host that launched the sweep (Hydra's sweep dir, submitit's folder beside it).
+
+With `sweep.resume=true` a job first looks in the target experiment for a run of the same config
+(`nnlab.config_hash`): FINISHED -> skipped; killed or interrupted with a checkpoint -> resumed into
+the same run; otherwise run as usual."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 RECORDS = ".nnlab-jobs"
+# Keys that say where a run goes or how it is shown, not what it trains: left out of the hash.
+VOLATILE_KEYS = ("resume", "sweep", "mlflow", "trainer.enable_progress_bar")
+OUTCOMES = ("run", "skipped", "resumed")
 PARENT = ".nnlab-parent"  # the sweep's own MLflow run: tracking URI and run id
 
 
@@ -49,12 +63,18 @@ def end_parent_run(sweep_dir: str | Path, failed: bool) -> None:
                                                       "FAILED" if failed else "FINISHED")
 
 
-def record_job(sweep_dir: str | Path, num: int, overrides: list[str], error: str | None) -> None:
-    """Write one job's outcome (error None: it finished) where the sweep's callback finds it."""
+
+
+def record_job(sweep_dir: str | Path, num: int, overrides: list[str], error: str | None,
+               outcome: str = "run") -> None:
+    """Write one job's outcome (error None: it finished; outcome: run, skipped or resumed) where
+    the sweep's callback finds it; written whole (write, then rename) for a reader on any host."""
     folder = Path(sweep_dir) / RECORDS
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"num": num, "overrides": overrides, "error": error}
-    (folder / f"{num}.json").write_text(json.dumps(record))
+    record = {"num": num, "overrides": list(overrides), "error": error, "outcome": outcome}
+    tmp = folder / f".{num}.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, folder / f"{num}.json")
 
 
 def read_jobs(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -70,8 +90,14 @@ def summary(records: list[dict[str, Any]]) -> tuple[str, bool]:
                 "seed='range(0,0)' or an experiment whose sweeper params list nothing). Give "
                 "each swept key at least one value, e.g. seed=0,1,2.", True)
     failed = [r for r in records if r["error"] is not None]
+    counts = {o: sum(r.get("outcome", "run") == o for r in records if r["error"] is None)
+              for o in OUTCOMES}
+    how = ""
+    if counts["skipped"] or counts["resumed"]:
+        how = (f" ({counts['skipped']} skipped as already FINISHED, {counts['resumed']} resumed, "
+               f"{counts['run']} run)")
     lines = [f"nnlab: sweep done: {len(records) - len(failed)} of {len(records)} jobs finished"
-             + (f", {len(failed)} failed:" if failed else ".")]
+             + how + (f", {len(failed)} failed:" if failed else ".")]
     for r in failed:
         lines.append(f"  job {r['num']} ({' '.join(r['overrides']) or 'no overrides'}): "
                      f"{r['error'].splitlines()[0][:300]}")
@@ -87,3 +113,66 @@ class SweepReport(Callback):
         print(text, file=sys.stderr if failed else sys.stdout, flush=True)
         if failed:
             raise SystemExit(1)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """What a job trains, as a short hash: the resolved config minus VOLATILE_KEYS."""
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    for key in VOLATILE_KEYS:
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    text = json.dumps(tree, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
+            tags: dict[str, str], sweep_dir: str) -> tuple[float, str]:
+    """One sweep job: (the monitored value, how: run, skipped or resumed)."""
+    from nnlab.config import validate
+    from nnlab.tags import CHECKPOINT as CHECKPOINT_TAG
+    from nnlab.tags import CONFIG_HASH as CONFIG_HASH_TAG
+    from nnlab.tags import PARENT as PARENT_TAG
+    from nnlab.train import open_tracker, run
+
+    if not cfg.get("sweep", {}).get("resume") or cfg.get("resume"):
+        return run(cfg, overrides, output_dir, tags, sweep_dir), "run"
+    validate(cfg)  # the hash is of the config as it runs, defaults filled in
+    tracker = open_tracker(cfg)  # the target experiment's runs of this config, newest first
+    client = tracker.client
+    found = client.search_runs([tracker.experiment_id],
+                               f"tags.`{CONFIG_HASH_TAG}` = '{config_hash(cfg)}'",
+                               order_by=["attributes.start_time DESC"])
+    for prev in found:
+        if prev.info.status == "FINISHED":
+            value = monitored_value(prev)
+            print(f"nnlab: skipped: run {prev.info.run_id} of this config already FINISHED",
+                  flush=True)
+            return value, "skipped"
+    # Runs of this very sweep may still be running (another rank of this job, a twin job):
+    # only an earlier sweep's unfinished runs are resumed or superseded.
+    sweep_id = tags.get("nnlab.sweep_id")
+    found = [r for r in found if sweep_id is None or r.data.tags.get("nnlab.sweep_id") != sweep_id]
+    for prev in found:  # an earlier sweep that was killed: its parent run ends KILLED
+        parent = prev.data.tags.get(PARENT_TAG)
+        if prev.info.status != "FINISHED" and parent and \
+                client.get_run(parent).info.status == "RUNNING":
+            client.set_terminated(parent, "KILLED")
+    for prev in found:  # KILLED, or RUNNING when its process was killed outright
+        ckpt = prev.data.tags.get(CHECKPOINT_TAG)
+        if prev.info.status in ("KILLED", "RUNNING") and ckpt and Path(ckpt).is_file():
+            resumed = OmegaConf.merge(cfg, {"resume": prev.info.run_id})
+            return run(resumed, [f"resume={prev.info.run_id}"], output_dir), "resumed"
+    for prev in found:  # killed outright before its first checkpoint: superseded by a new run
+        if prev.info.status == "RUNNING":
+            client.set_terminated(prev.info.run_id, "KILLED")
+    return run(cfg, overrides, output_dir, tags, sweep_dir), "run"
+
+
+def monitored_value(run: Any) -> float:
+    """What the finished run returned to the sweeper: val/acc, or val/r2 for regression."""
+    metrics = run.data.metrics
+    return float(metrics.get("val/acc", metrics.get("val/r2", float("nan"))))

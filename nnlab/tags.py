@@ -15,3 +15,4 @@ LAYERS = "nnlab.instruments.layers"  # comma-separated parameter layers, input t
 SOURCE = "mlflow.source.name"
 GIT_COMMIT = "mlflow.source.git.commit"
 PARENT = "mlflow.parentRunId"  # nests a sweep's jobs under the sweep's run in the UI
+CONFIG_HASH = "nnlab.config_hash"  # the composed config minus volatile keys (sweep.resume)
