@@ -60,7 +60,10 @@ def build(cfg: DictConfig):
     """Everything but the tracker and trainer: (datamodule, module)."""
     datamodule = build_datamodule(cfg)
     info = datamodule.info
-    model = build_model(cfg, info.input_shape, info.num_outputs)
+    try:
+        model = build_model(cfg, info.input_shape, info.num_outputs)
+    except ValueError as err:  # a model that cannot take these shapes says why
+        raise ConfigError(str(err)) from None
     return datamodule, build_module(cfg, model, info.task, datamodule.num_classes)
 
 
