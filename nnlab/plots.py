@@ -88,14 +88,15 @@ def kernel_grid(weight: torch.Tensor, title: str) -> Any:
     high = tiles.flatten(1).max(1).values.view(-1, 1, 1, 1)
     tiles = (tiles - low) / (high - low).clamp_min(1e-12)
     rows, cols = _grid_shape(len(tiles))
-    fig, axes = plt.subplots(rows, cols, figsize=(0.75 * cols + 0.4, 0.75 * rows + 0.6),
-                             squeeze=False)
+    tile = 0.75 if len(tiles) > 24 else 1.1
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.0, tile * cols + 0.4),
+                                                  tile * rows + 0.8), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, tile in zip(axes.flat, tiles, strict=False):
         ax.imshow(tile.numpy() if tile.shape[-1] == 3 else tile[..., 0].numpy(), cmap="gray",
                   interpolation="nearest")
-    fig.suptitle(f"{title}: {tuple(w.shape)}", fontsize=9)
+    fig.suptitle(f"{title}\n(out, in, h, w) = {tuple(w.shape)}", fontsize=9)
     fig.tight_layout()
     return fig
 
