@@ -44,10 +44,21 @@ class Claim:
 
 
 @dataclass
+class Target:
+    """The runs matching `where` reach `at_least` on `metric` (one-sided one-sample t-test)."""
+
+    text: str
+    metric: str
+    at_least: float
+    where: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Study:
     name: str
     title: str
     claims: list[Claim]
+    targets: list[Target] = field(default_factory=list)
     quick: list[str] = field(default_factory=list)  # grid cut in quick mode
     full: list[str] = field(default_factory=list)  # grid cut in full mode
 
@@ -103,6 +114,8 @@ STUDIES = [
               {"model.dropout": "0.2"}, {"model.dropout": "0.0"}),
     ]),
 ]
+STUDIES.append(Study("lenet5_mnist", "LeNet-5 on MNIST", [], [
+    Target("LeNet-5 reaches 99.0% test accuracy on MNIST", "test/acc", 0.99)]))
 BY_NAME = {s.name: s for s in STUDIES}
 
 
@@ -212,6 +225,48 @@ def check_claims(runs: Sequence[Any], claims: Sequence[Claim]) -> list[ClaimResu
     return results
 
 
+@dataclass
+class TargetResult:
+    target: Target
+    values: list[float]
+    p: float = float("nan")  # H1: mean >= at_least
+    p_below: float = float("nan")  # H1: mean < at_least
+
+    @property
+    def outcome(self) -> str:
+        if len(self.values) < 2:
+            return "untested (n < 2)"
+        if self.p < ALPHA:
+            return "holds"
+        return "contradicted" if self.p_below < ALPHA else "not shown (no significant difference)"
+
+    def line(self) -> str:
+        t, s = self.target, summarize(self.values)
+        reached = sum(v >= t.at_least for v in self.values)
+        stats = f"{t.metric}: " + (f"{s.mean:.4f} (n={s.n})" if s.n else "no runs")
+        if s.ci:
+            stats += (f", 95% CI [{s.ci[0]:.4f}, {s.ci[1]:.4f}]; one-sample t against "
+                      f"{t.at_least}: p={self.p:.3g} (mean above), {self.p_below:.3g} (below)")
+        weak = " Weak: n < 5." if s.n < WEAK_N else ""
+        return f"**{self.outcome}**: {t.text}. {stats}; {reached} of {s.n} runs reach it.{weak}"
+
+
+def check_targets(runs: Sequence[Any], targets: Sequence[Target]) -> list[TargetResult]:
+    from scipy import stats
+
+    results = []
+    for target in targets:
+        values = Group({}, matching(runs, target.where)).by_run(target.metric)
+        result = TargetResult(target, values)
+        if len(values) >= 2 and len(set(values)) > 1:
+            result.p = float(stats.ttest_1samp(values, target.at_least, alternative="greater")
+                             .pvalue)
+            result.p_below = float(stats.ttest_1samp(values, target.at_least, alternative="less")
+                                   .pvalue)
+        results.append(result)
+    return results
+
+
 # -- the document -------------------------------------------------------------------------------
 
 
@@ -222,19 +277,26 @@ def span_seconds(runs: Sequence[Any]) -> float:
     return (max(ends) - min(starts)) / 1000 if starts and ends else float("nan")
 
 
-def study_section(study: Study, command: str, wall: float | None, store: Path,
-                  figures: Path, doc: Path) -> tuple[list[str], list[ClaimResult]]:
+def study_section(study: Study, command: str, wall: float | None, store: Path, figures: Path,
+                  doc: Path) -> tuple[list[str], list[ClaimResult | TargetResult]]:
     from nnlab.report import load_runs, write_report
     from nnlab.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{store.resolve()}/mlflow.db")
-    runs = load_runs(client, study.name)
+    found = client.get_experiment_by_name(study.name)
+    runs = load_runs(client, study.name) if found else []
+    if not runs:
+        return [f"## {study.title} (`{study.name}`)", "",
+                f"**No finished runs** for `{command}`: see {store.parent / study.name}.log.",
+                ""], []
     report, _ = write_report(client, study.name, figures)
-    results = check_claims(runs, study.claims)
+    results = [*check_claims(runs, study.claims), *check_targets(runs, study.targets)]
+    epochs = sorted({r.data.params.get("trainer.max_epochs") for r in runs})
     timing = f"{wall:.0f} s wall" if wall is not None else "wall time not measured"
     cut = study.quick if "study.mode=quick" in command else study.full
     lines = [f"## {study.title} (`{study.name}`)", "",
-             f"Ran `{command}`: {len(runs)} finished runs, {timing} on this machine "
+             f"Ran `{command}`: {len(runs)} finished runs of {'/'.join(map(str, epochs))} "
+             f"epoch(s), {timing} on this machine "
              f"(MLflow: first run start to last run end {span_seconds(runs):.0f} s)."
              + (f" Grid cut to fit the machine: `{' '.join(cut)}`." if cut else ""), "",
              "### Claims", "", *(f"- {r.line()}" for r in results), ""]
@@ -255,7 +317,7 @@ def machine() -> str:
 
 
 def write_findings(doc: Path, mode: str, seeds: int, sections: list[tuple[Study, list[str],
-                   list[ClaimResult]]], argv: Sequence[str]) -> None:
+                   list[ClaimResult | TargetResult]]], argv: Sequence[str]) -> None:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# What the studies show", "",
              f"Generated by `python -m nnlab.findings {' '.join(argv)}` (`make findings`) on "
@@ -266,12 +328,16 @@ def write_findings(doc: Path, mode: str, seeds: int, sections: list[tuple[Study,
              f"corrected; * = significant at {ALPHA}). Each claim is tested directly, better vs "
              "worse option on one metric, Holm-corrected across the study's claims: **holds** "
              "(significant in the claimed direction), **not shown** (no significant "
-             "difference), **contradicted** (significant the other way).", "",
-             "## Claims at a glance", "", "| study | claim | outcome | test | Holm p |",
+             "difference), **contradicted** (significant the other way). A target (a level "
+             "to reach) is a one-sided one-sample t-test of the runs against it.", "",
+             "## Claims at a glance", "", "| study | claim | outcome | test | p (claims: Holm) |",
              "|---|---|---|---|---|"]
     for study, _, results in sections:
-        lines += [f"| {study.name} | {r.claim.text} | {r.outcome} | {r.test} | "
-                  f"{'-' if r.p_holm != r.p_holm else f'{r.p_holm:.3g}'} |" for r in results]
+        for r in results:
+            text, test, p = (r.claim.text, r.test, r.p_holm) if isinstance(r, ClaimResult) \
+                else (r.target.text, "one-sample t", r.p)
+            lines.append(f"| {study.name} | {text} | {r.outcome} | {test} | "
+                         f"{'-' if p != p else f'{p:.3g}'} |")
     lines.append("")
     for _, body, _ in sections:
         lines += body

@@ -44,7 +44,8 @@ class Group:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k.removesuffix('.name')}={v}" for k, v in self.options.items())
+        return " ".join(f"{k.removesuffix('.name')}={v}" for k, v in self.options.items()) \
+            or "(all runs)"
 
     def values(self, metric: str) -> dict[str, float]:
         """seed -> the metric's final value; {} when a seed occurs twice (no pairing then, see
@@ -304,7 +305,7 @@ def rows(verdict: Verdict) -> list[list[str]]:
             d = "" if math.isnan(c.d) else f"{c.d:.2f}"
             p = "-" if math.isnan(c.p_holm) else f"{c.p_holm:.3g}" + ("*" if c.significant else "")
             tail = [f"{c.diff:+.4f}{diff_ci}", d, p, c.test]
-        out.append([g.label or "(all runs)", str(s.n), f"{s.mean:.4f}", sd, ci, *tail])
+        out.append([g.label, str(s.n), f"{s.mean:.4f}", sd, ci, *tail])
     return out
 
 
@@ -355,7 +356,7 @@ def seed_curves(client: Any, groups: Sequence[Group]) -> dict[str, dict[str, lis
                     continue
                 history = sorted(client.get_metric_history(run.info.run_id, key),
                                  key=lambda m: m.step)
-                curves.setdefault(key, {}).setdefault(g.label or "(all runs)", []).append(
+                curves.setdefault(key, {}).setdefault(g.label, []).append(
                     [m.value for m in history])
     return curves
 

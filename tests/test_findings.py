@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from nnlab.findings import BY_NAME, Claim, check_claims, main
+from nnlab.findings import BY_NAME, Claim, Target, check_claims, check_targets, main
 
 
 def run(loss: str, seed: int, mse: float) -> SimpleNamespace:
@@ -37,6 +37,22 @@ def test_claims_hold_fail_or_are_contradicted_by_paired_tests() -> None:
     assert not_shown.outcome == "not shown (no significant difference)"
     assert untested.outcome == "untested (n < 2)" and "no runs" in untested.line()
     assert "paired t, p=" in holds.line() and "Weak: n < 5." in holds.line()
+
+
+def test_a_target_is_a_one_sided_one_sample_t_test() -> None:
+    above, below = [0.991, 0.992, 0.993, 0.992], [0.985, 0.986, 0.984, 0.987]
+    runs = [run(name, s, v) for name, values in (("hi", above), ("lo", below))
+            for s, v in enumerate(values)]
+    for r in runs:
+        r.data.metrics["test/acc"] = r.data.metrics.pop("test/mse")
+    reach, miss, none = check_targets(runs, [
+        Target("hi reaches 99%", "test/acc", 0.99, {"loss.name": "hi"}),
+        Target("lo reaches 99%", "test/acc", 0.99, {"loss.name": "lo"}),
+        Target("nothing reaches 99%", "test/acc", 0.99, {"loss.name": "none"})])
+    assert reach.p == pytest.approx(stats.ttest_1samp(above, 0.99, alternative="greater").pvalue)
+    assert reach.outcome == "holds" and "4 of 4 runs reach it" in reach.line()
+    assert miss.outcome == "contradicted" and "0 of 4 runs reach it" in miss.line()
+    assert none.outcome == "untested (n < 2)"
 
 
 def test_unknown_study_is_refused(capsys) -> None:
