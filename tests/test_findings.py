@@ -55,6 +55,26 @@ def test_a_target_is_a_one_sided_one_sample_t_test() -> None:
     assert none.outcome == "untested (n < 2)"
 
 
+@pytest.mark.parametrize("study", list(BY_NAME))
+def test_every_claim_names_options_its_study_sweeps(study: str) -> None:
+    from test_studies import sweep_grid
+
+    params, _ = sweep_grid(study)
+    swept = {key: str(values).split(",") for key, values in params.items()}
+    for claim in BY_NAME[study].claims:
+        for options in (claim.better, claim.worse, claim.where):
+            for key, value in options.items():
+                axis = swept[key.removesuffix(".name")]
+                assert any(same(value, v) for v in axis), (claim.text, key, value, axis)
+
+
+def same(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
 def test_unknown_study_is_refused(capsys) -> None:
     with pytest.raises(SystemExit) as err:
         main(["--studies", "nope_study", "--report-only"])
