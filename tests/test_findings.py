@@ -86,12 +86,14 @@ def test_unknown_study_is_refused(capsys) -> None:
 def test_findings_end_to_end_in_quick_mode(tmp_path) -> None:
     doc, store = tmp_path / "docs" / "findings.md", tmp_path / "store"
     assert main(["--mode", "quick", "--studies", "loss_regression_study", "--seeds", "2",
-                 "--store", str(store), "--out", str(doc), "--extra", "loss=mse,smooth_l1"]) == 0
+                 "--store", str(store), "--out", str(doc),
+                 "--extra", "loss=mse,smooth_l1 instruments.plots=false"]) == 0
     text = doc.read_text()
     assert "quick mode, 2 seeds per option" in text
     section = text.split("(`loss_regression_study`)")[1]
     ran = re.search(r"Ran `python -m nnlab -m experiment=loss_regression_study study.mode=quick "
-                    r"seed=0,1 loss=mse,smooth_l1`: 4 finished runs, (\d+) s wall", section)
+                    r"seed=0,1 loss=mse,smooth_l1 instruments.plots=false`: 4 finished runs of 3 "
+                    r"epoch\(s\), (\d+) s wall", section)
     assert ran and int(ran.group(1)) > 0
 
     # the claim's p-value is scipy's paired t over the runs in the store
