@@ -77,50 +77,75 @@ def _grid_shape(count: int, max_cols: int = 16) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
+def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1) -> torch.Tensor:
+    """Tiles (N, H, W[, C]) laid out in rows of `cols`, `pad` NaN pixels between them (drawn
+    as the background): one image, so a figure needs one axes, not one per tile."""
+    n, h, w = tiles.shape[:3]
+    rows = math.ceil(n / cols)
+    canvas = torch.full((rows * (h + pad) + pad, cols * (w + pad) + pad, *tiles.shape[3:]),
+                        float("nan"))
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
+               pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+    return canvas
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Each tile (first dim) scaled to 0..1 on its own."""
+    flat = x.flatten(1)
+    low = flat.min(1).values.view(-1, *[1] * (x.dim() - 1))
+    high = flat.max(1).values.view(-1, *[1] * (x.dim() - 1))
+    return (x - low) / (high - low).clamp_min(1e-12)
+
+
+def _cmap(name: str) -> Any:
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name].copy()
+    cmap.set_bad("white")
+    return cmap
+
+
 def kernel_grid(weight: torch.Tensor, title: str) -> Any:
     """A conv layer's kernels (out, in, kh, kw) as one tile each: RGB when the layer reads 3
     channels (AlexNet's coloured first layer), else grey of the mean over input channels; each
     tile scaled to its own min..max."""
     plt = pyplot()
     w = weight.detach().float().cpu()
-    tiles = (w if w.shape[1] == 3 else w.mean(1, keepdim=True)).permute(0, 2, 3, 1)
-    low = tiles.flatten(1).min(1).values.view(-1, 1, 1, 1)
-    high = tiles.flatten(1).max(1).values.view(-1, 1, 1, 1)
-    tiles = (tiles - low) / (high - low).clamp_min(1e-12)
+    tiles = _unit((w if w.shape[1] == 3 else w.mean(1, keepdim=True)).permute(0, 2, 3, 1))
     rows, cols = _grid_shape(len(tiles))
+    image = mosaic(tiles if tiles.shape[-1] == 3 else tiles[..., 0], cols)
+    if image.dim() == 3:  # RGB: NaN gaps become white
+        image = torch.nan_to_num(image, nan=1.0)
     tile = 0.75 if len(tiles) > 24 else 1.1
-    fig, axes = plt.subplots(rows, cols, figsize=(max(4.0, tile * cols + 0.4),
-                                                  tile * rows + 0.8), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, tile in zip(axes.flat, tiles, strict=False):
-        ax.imshow(tile.numpy() if tile.shape[-1] == 3 else tile[..., 0].numpy(), cmap="gray",
-                  interpolation="nearest")
-    fig.suptitle(f"{title}\n(out, in, h, w) = {tuple(w.shape)}", fontsize=9)
+    fig, ax = plt.subplots(figsize=(max(4.0, tile * cols + 0.4), tile * rows + 0.8))
+    ax.imshow(image.numpy(), cmap=_cmap("gray"), interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"{title}\n(out, in, h, w) = {tuple(w.shape)}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def feature_maps(image: torch.Tensor, maps: Sequence[tuple[str, torch.Tensor]],
                  max_channels: int = 8) -> Any:
-    """One row per conv layer: the first `max_channels` feature maps (C, H, W) of one image,
-    the image itself (C, H, W) on the left of the first row."""
+    """The image (C, H, W) on the first row, then one row per conv layer: its first
+    `max_channels` feature maps (C, H, W), each scaled to its own range."""
     plt = pyplot()
-    cols = 1 + max_channels
-    fig, axes = plt.subplots(len(maps), cols, figsize=(1.1 * cols, 1.15 * len(maps) + 0.5),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(maps) + 1, 1, figsize=(1.1 * max_channels, 1.2 * len(maps)
+                                                         + 1.6), squeeze=False)
+    picture = image.detach().float().cpu()
+    picture = _unit((picture.permute(1, 2, 0) if picture.shape[0] == 3 else picture.mean(0))
+                    [None])[0]
+    axes[0][0].imshow(picture.numpy(), cmap="gray")
+    axes[0][0].set_title("input", fontsize=8)
+    for ax, (name, fmap) in zip(axes[1:, 0], maps, strict=True):
+        fmap = fmap.detach().float().cpu()
+        ax.imshow(mosaic(_unit(fmap[:max_channels]), max_channels).numpy(),
+                  cmap=_cmap("viridis"), interpolation="nearest")
+        ax.set_title(f"{name} {tuple(fmap.shape)}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    picture = image.detach().float().cpu()
-    picture = picture.permute(1, 2, 0) if picture.shape[0] == 3 else picture.mean(0)
-    picture = (picture - picture.min()) / (picture.max() - picture.min()).clamp_min(1e-12)
-    axes[0][0].imshow(picture.numpy(), cmap="gray")
-    axes[0][0].set_title("input", fontsize=7)
-    for row, (name, fmap) in zip(axes, maps, strict=True):
-        fmap = fmap.detach().float().cpu()
-        row[1].set_title(f"{name} {tuple(fmap.shape)}", fontsize=7, loc="left")
-        for ax, channel in zip(row[1:], fmap[:max_channels], strict=False):
-            ax.imshow(channel.numpy(), cmap="viridis")
     fig.suptitle("feature maps of one test image, layer by layer", fontsize=9)
     fig.tight_layout()
     return fig
@@ -156,16 +181,23 @@ def boundary_strip(frames: Sequence[BoundaryFrame], extent: Sequence[float], x: 
 
 def boundary_gif(frames: Sequence[BoundaryFrame], extent: Sequence[float], x: torch.Tensor,
                  y: torch.Tensor, ms_per_frame: int = 600) -> bytes:
-    """The same frames as an animated GIF (Pillow, which matplotlib already needs)."""
+    """The same frames as an animated GIF (Pillow, which matplotlib already needs); one figure,
+    its image data swapped per frame."""
     from PIL import Image
 
     plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3.4, 3.0))
+    _boundary(ax, extent, frames[0][1], x, y, "")
+    fig.tight_layout()
+    shown = ax.images[0]
     images = []
     for epoch, classes in frames:
-        fig, ax = plt.subplots(figsize=(3.4, 3.0))
-        _boundary(ax, extent, classes, x, y, "init" if epoch == 0 else f"epoch {epoch}")
-        fig.tight_layout()
-        images.append(Image.open(io.BytesIO(png_bytes(fig, dpi=70))).convert("P"))
+        shown.set_data(classes.numpy())
+        ax.set_title("init" if epoch == 0 else f"epoch {epoch}", fontsize=8)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=70)
+        images.append(Image.open(buffer).convert("P"))
+    plt.close(fig)
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
                    duration=ms_per_frame, loop=0)

@@ -48,9 +48,21 @@ def test_a_conv_run_logs_its_kernels_and_feature_maps(tmp_path) -> None:
         assert width > 150 and height > 80
     assert (folder / "kernels_init.png").read_bytes() != (folder / "kernels_trained.png"
                                                           ).read_bytes()
-    # LeNet-5 has two conv layers: two rows of (input +) 8 maps, far wider than tall
     width, height = image(folder / "feature_maps.png").size
-    assert width > 3 * height
+    assert width > height  # rows of 8 maps: the input, then LeNet-5's two conv layers
+
+
+def test_feature_maps_follow_every_conv_layer() -> None:
+    from torch import nn
+
+    from nnlab.instruments import conv_feature_maps
+    from nnlab.models.lenet import LeNet5
+
+    net = LeNet5((1, 28, 28), 10, nn.ReLU).train()
+    maps = conv_feature_maps(net, torch.randn(1, 1, 28, 28))
+    assert [(name, tuple(m.shape)) for name, m in maps] == [
+        ("features.0", (6, 28, 28)), ("features.3", (16, 10, 10))]
+    assert net.training  # put back as it was
 
 
 def test_an_mlp_run_draws_no_conv_pictures(tmp_path) -> None:
