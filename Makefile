@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all bench lint clean
+.PHONY: run test test-slow test-all bench findings lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test-all: test test-slow
 
 bench: $(STAMP)         ## benchmarks; figures go to bench/results.md
 	$(PY) bench/run.py
+
+findings: $(STAMP)     ## run every study (full mode, 5 seeds: hours) and rewrite docs/findings.md
+	$(PY) -m nnlab.findings $(FINDINGS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -74,7 +74,12 @@ def build(cfg: DictConfig):
     """Everything but the tracker and trainer: (datamodule, module)."""
     datamodule = build_datamodule(cfg)
     info = data_info(datamodule)
-    model = build_model(cfg, info.input_shape, info.num_outputs)
+    try:
+        model = build_model(cfg, info.input_shape, info.num_outputs)
+    except ValueError as err:  # a model that cannot take these shapes says why
+        from nnlab.config import ConfigError
+
+        raise ConfigError(str(err)) from None
     num_classes = info.num_outputs if info.task == "classification" else 0
     return datamodule, build_module(cfg, model, info.task, num_classes)
 

@@ -13,7 +13,10 @@ every `every_n_steps` optimiser steps (`<name>_step`) and once per epoch (`<name
 Statistics accumulate on the device (no host sync per step); hooks run only in training mode.
 Plots (PNG artifacts under `instruments/`), drawn at the end or when a run fails: weight
 histograms as initialised, learning curves, a confusion matrix (classification) and, for 2-D
-inputs, the decision boundary.
+inputs, the decision boundary; conv nets: the first conv layer's kernels at init and after
+training, and the feature maps of one test image through every conv layer; 2-D classification
+data: the decision boundary over training as a strip of frames and a GIF (figures drawn by
+nnlab.plots).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from torch import nn
 
 from nnlab import tags
 from nnlab.activations import Activation, spec_of
+
+BOUNDARY_FRAMES = 8  # decision-boundary snapshots over training (init included)
+BOUNDARY_GRID = 100  # grid points per axis of each snapshot
 
 
 def instrument_callbacks(cfg: Mapping[str, Any]) -> list[Callback]:
@@ -97,6 +103,8 @@ class Instruments(Callback):
         self.plots = plots
         self.handles: list[Any] = []
         self.init_histograms: list[Histogram] = []
+        self.init_kernels: torch.Tensor | None = None
+        self.frames: list[tuple[int, torch.Tensor]] = []
 
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -118,6 +126,8 @@ class Instruments(Callback):
         # Counted now (before a resume restores trained weights), drawn at the end: matplotlib
         # and MLflow's artifact code stay off the path to the first training step.
         self.init_histograms = weight_counts(self.layers) if self.plots else []
+        conv = first_conv(model)
+        self.init_kernels = conv.weight.detach().cpu().clone() if self.plots and conv else None
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
@@ -134,6 +144,39 @@ class Instruments(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         """A run resumed mid-epoch gets no epoch start: open the sums here too."""
         self.on_train_epoch_start(trainer, pl_module)
+        self.frame_grid = self._boundary_grid(trainer, pl_module)
+        if self.frame_grid is not None and trainer.current_epoch == 0:
+            self.frames = [(0, self._frame(pl_module))]
+
+    def _boundary_grid(self, trainer, pl_module) -> tuple[list[float], torch.Tensor] | None:
+        """(extent, grid points) for 2-D classification data when plots are on, else None."""
+        datamodule = trainer.datamodule
+        if not self.plots or not hasattr(datamodule, "splits") or \
+                getattr(pl_module, "task", None) != "classification":
+            return None  # nnlab's in-memory data modules only
+        x = datamodule.splits["train"].x
+        if x.dim() != 2 or x.shape[1] != 2:
+            return None
+        lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5
+        gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], BOUNDARY_GRID),
+                                torch.linspace(lo[1], hi[1], BOUNDARY_GRID), indexing="xy")
+        extent = [lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()]
+        return extent, torch.stack([gx.flatten(), gy.flatten()], dim=1)
+
+    @torch.no_grad()
+    def _frame(self, pl_module) -> torch.Tensor:
+        """The predicted class on the grid, (BOUNDARY_GRID, BOUNDARY_GRID) uint8, rows = y."""
+        was_training = pl_module.training
+        pl_module.eval()
+        scores = pl_module(self.frame_grid[1].to(pl_module.device))
+        pl_module.train(was_training)
+        return scores.argmax(-1).to(torch.uint8).cpu().reshape(BOUNDARY_GRID, BOUNDARY_GRID)
+
+    def _frame_epochs(self, trainer) -> set[int]:
+        """Evenly spaced epochs (1-based, the last included) for the boundary snapshots."""
+        last = max(1, int(trainer.max_epochs or 1))
+        count = min(last, BOUNDARY_FRAMES - 1)
+        return {round(last * i / count) for i in range(1, count + 1)}
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.grad_sum = torch.zeros(len(self.layers), device=pl_module.device)
@@ -156,6 +199,9 @@ class Instruments(Callback):
             self._log(trainer, self._collect(norms, epoch=False), step, suffix="_step")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        epoch = trainer.current_epoch + 1
+        if getattr(self, "frame_grid", None) is not None and epoch in self._frame_epochs(trainer):
+            self.frames.append((epoch, self._frame(pl_module)))
         if not self.grad_steps:
             return
         grads = self.grad_sum / self.grad_steps
@@ -208,6 +254,7 @@ class Instruments(Callback):
                       for key in tracker.client.get_run(tracker.run_id).data.metrics
                       if key.split("/")[0] in ("train", "val") and not key.endswith("_step")}
             self._artifact(trainer, "learning_curves.png", learning_curves, curves)
+        self._conv_plots(trainer, pl_module)
         datamodule = trainer.datamodule
         if getattr(pl_module, "task", None) != "classification" or \
                 not hasattr(datamodule, "splits"):  # nnlab's in-memory data modules only
@@ -219,6 +266,34 @@ class Instruments(Callback):
         if train.x.dim() == 2 and train.x.shape[1] == 2:
             self._artifact(trainer, "decision_boundary.png", decision_boundary, pl_module,
                            train.x, train.y)
+            if len(self.frames) > 1:
+                from nnlab.plots import boundary_gif, boundary_strip
+
+                extent = self.frame_grid[0]
+                points = (train.x.cpu(), train.y.cpu())
+                self._artifact(trainer, "decision_boundary_frames.png", boundary_strip,
+                               self.frames, extent, *points)
+                self._artifact(trainer, "decision_boundary.gif", boundary_gif, self.frames,
+                               extent, *points)
+
+    def _conv_plots(self, trainer, pl_module) -> None:
+        """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
+        from nnlab.plots import feature_maps, kernel_grid
+
+        model = getattr(pl_module, "model", pl_module)
+        conv = first_conv(model)
+        if conv is None:
+            return
+        if self.init_kernels is not None:
+            self._artifact(trainer, "kernels_init.png", kernel_grid, self.init_kernels,
+                           "first conv layer's kernels at init")
+        self._artifact(trainer, "kernels_trained.png", kernel_grid, conv.weight,
+                       "first conv layer's kernels after training")
+        datamodule = trainer.datamodule
+        if "test" in getattr(datamodule, "splits", {}):
+            image = datamodule.splits["test"].x[:1]
+            maps = conv_feature_maps(model, image.to(pl_module.device))
+            self._artifact(trainer, "feature_maps.png", feature_maps, image[0], maps)
 
     def _artifact(self, trainer, filename: str, draw, *args: Any) -> None:
         """Draw a figure into a PNG and log it to the run (or the trainer's folder)."""
@@ -228,12 +303,37 @@ class Instruments(Callback):
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / filename
             figure = draw(*args)
-            figure.savefig(path, dpi=90)
-            import matplotlib.pyplot as plt
+            if isinstance(figure, bytes):  # already encoded (a GIF)
+                path.write_bytes(figure)
+            else:
+                figure.savefig(path, dpi=90)
+                import matplotlib.pyplot as plt
 
-            plt.close(figure)
+                plt.close(figure)
             if tracker is not None:
                 tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    return next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+@torch.no_grad()
+def conv_feature_maps(model: nn.Module, image: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """(name, output (C, H, W)) of every Conv2d for one image (1, C, H, W), in eval mode."""
+    maps: list[tuple[str, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.append(
+        (name, out[0].detach().cpu()))) for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)]
+    was_training = model.training
+    model.eval()
+    try:
+        model(image)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return maps
 
 
 def _tracker(trainer) -> Any:

@@ -2,27 +2,39 @@
 
 Reads the FINISHED runs of one MLflow experiment, groups them by the options that vary (a
 `<group>.name` param, or another param that still varies within those groups, e.g.
-`model.dropout`), and aggregates each metric over the seeds (mean, std, n). Prints a rich table,
-writes `<out>/report.md` with learning-curve and per-layer gradient-norm plots, names the best
-option per metric with its margin over the runner-up, and logs the report to MLflow as a run
-named `report` (tag `nnlab.report=true`) in the same experiment; later reports skip such runs.
+`model.dropout`). Per metric (the monitored val/acc or val/r2 and the test metrics; every
+final metric with --all-metrics) and option: n, mean, sample sd, the 95% t confidence interval;
+every option against the best: the difference with its CI, Cohen's d, a t-test (paired over
+seeds when both ran the same seeds, else Welch's) with Holm's correction, and a verdict that
+names a winner only when the difference is significant at 0.05 (n < 5: flagged weak; n < 2: no
+spread, no verdict). Prints one table per metric (it fits the terminal), writes
+`<out>/report.md` with learning curves (seed bands) and per-layer gradient norms, and logs the
+report to MLflow as a run named `report` (tag `nnlab.report=true`) in the same experiment;
+later reports skip such runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPORT_TAG = "nnlab.report"
-LAYERS_TAG = "nnlab.instruments.layers"
+from nnlab import tags
+
+REPORT_TAG = tags.REPORT
+LAYERS_TAG = tags.LAYERS
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
 LOWER_IS_BETTER = ("loss", "mse", "mae", "time")
 CURVES = ("train/loss_epoch", "val/loss", "val/acc", "val/r2")
+MONITORED = ("val/acc", "val/r2")  # what the sweepers optimise (nnlab.module.LabModule.monitor)
+ALPHA = 0.05  # significance level; the CIs are 1 - ALPHA
+WEAK_N = 5  # fewer seeds than this per option: the verdict is flagged as weak
 
 
 @dataclass
@@ -34,40 +46,160 @@ class Group:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k.removesuffix('.name')}={v}" for k, v in self.options.items())
+        return " ".join(f"{k.removesuffix('.name')}={v}" for k, v in self.options.items()) \
+            or "(all runs)"
 
-    def stats(self, metric: str) -> tuple[float, float, int]:
-        """(mean, sample std, n) of a metric's final value over the group's runs."""
-        values = [r.data.metrics[metric] for r in self.runs if metric in r.data.metrics]
-        if not values:
-            return float("nan"), float("nan"), 0
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return statistics.fmean(values), std, len(values)
+    def values(self, metric: str) -> dict[str, float]:
+        """seed -> the metric's final value; {} when a seed occurs twice (no pairing then, see
+        `by_run`)."""
+        found = {r.data.params.get("seed", r.info.run_id): r.data.metrics[metric]
+                 for r in self.runs if metric in r.data.metrics}
+        return found if len(found) == len(self.by_run(metric)) else {}
+
+    def by_run(self, metric: str) -> list[float]:
+        return [r.data.metrics[metric] for r in self.runs if metric in r.data.metrics]
+
+    def summary(self, metric: str) -> Summary:
+        return summarize(self.by_run(metric))
+
+
+# -- statistics (scipy.stats) ---------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """n, mean, sample sd and the 95% t confidence interval of the mean (sd/ci None if n < 2)."""
+
+    n: int
+    mean: float
+    sd: float | None
+    ci: tuple[float, float] | None
+
+
+def summarize(values: Sequence[float], level: float = 1 - ALPHA) -> Summary:
+    from scipy import stats
+
+    n = len(values)
+    if n == 0:
+        return Summary(0, float("nan"), None, None)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return Summary(n, mean, None, None)
+    sd = statistics.stdev(values)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
+    return Summary(n, mean, sd, (mean - half, mean + half))
+
+
+@dataclass
+class Comparison:
+    """One option against the best: `diff` = option - best with its 95% CI, Cohen's d, the
+    test's p-value and the Holm-adjusted p-value across the metric's comparisons."""
+
+    group: Group
+    test: str  # "paired t" (same seeds in both) or "Welch t"
+    diff: float
+    ci: tuple[float, float]
+    d: float
+    p: float
+    p_holm: float = float("nan")
+
+    @property
+    def significant(self) -> bool:
+        return self.p_holm < ALPHA  # False when nan (no spread: nothing to test)
+
+
+def t_test(option: Sequence[float], best: Sequence[float], paired: bool,
+           level: float = 1 - ALPHA) -> tuple[str, float, tuple[float, float], float, float]:
+    """(test, option - best, its CI, Cohen's d, two-sided p). Paired: the values are in seed
+    order, d = mean difference / sd of the differences (d_z). Welch: d = difference / pooled sd.
+    p and the CI are nan where neither sample varies."""
+    import numpy as np
+    from scipy import stats
+
+    a, b = np.asarray(option, dtype=float), np.asarray(best, dtype=float)
+    diff = float(a.mean() - b.mean())
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if paired:
+            result = stats.ttest_rel(a, b)
+            sd = float(np.std(a - b, ddof=1))
+            test = "paired t"
+        else:
+            result = stats.ttest_ind(a, b, equal_var=False)
+            pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (
+                len(a) + len(b) - 2)
+            sd = float(np.sqrt(pooled))
+            test = "Welch t"
+        low, high = result.confidence_interval(level)
+    d = diff / sd if sd > 0 else float("nan")
+    return test, diff, (float(low), float(high)), d, float(result.pvalue)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (nan stays nan and is not counted)."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    adjusted = [float("nan")] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 @dataclass
 class Verdict:
+    """A metric's ranking: the best option, each other option tested against it."""
+
     metric: str
-    best: Group
-    runner_up: Group | None
-    margin: float  # |best mean - runner-up mean|, in the metric's units
+    ranked: list[Group]  # best first
+    comparisons: dict[int, Comparison]  # id(group) -> its test against the best
+    untested: list[Group]  # n < 2 on either side: no spread, no test
 
     @property
-    def clear(self) -> bool:
-        """The margin exceeds the two groups' seed spreads added up."""
-        if self.runner_up is None:
-            return False
-        return self.margin > self.best.stats(self.metric)[1] + self.runner_up.stats(self.metric)[1]
+    def best(self) -> Group:
+        return self.ranked[0]
+
+    @property
+    def weak(self) -> bool:
+        return min(g.summary(self.metric).n for g in self.ranked) < WEAK_N
 
     def sentence(self) -> str:
-        mean, std, n = self.best.stats(self.metric)
-        if self.runner_up is None:
-            return f"{self.metric}: only {self.best.label} ({mean:.4f} ± {std:.4f}, n={n})"
-        r_mean, r_std, r_n = self.runner_up.stats(self.metric)
-        verdict = "clear" if self.clear else "within the seed spread"
-        return (f"{self.metric}: best {self.best.label} {mean:.4f} ± {std:.4f} (n={n}); "
-                f"runner-up {self.runner_up.label} {r_mean:.4f} ± {r_std:.4f} (n={r_n}); "
-                f"margin {self.margin:.4f} ({verdict})")
+        metric, best = self.metric, self.best
+        s = best.summary(metric)
+        head = f"{metric}: best mean {best.label} {s.mean:.4f} (n={s.n})"
+        if len(self.ranked) == 1:
+            return f"{head}; the only option, nothing to compare."
+        if s.n < 2:
+            return (f"{head}: n < 2, so there is no spread, no test and no verdict; run more "
+                    "seeds.")
+        comps = list(self.comparisons.values())  # in rank order: the runner-up first
+        better = [c for c in comps if c.significant]
+        same = [c for c in comps if not c.significant]
+        parts = []
+        if not comps:
+            parts.append("no other option has n >= 2: no test, no verdict")
+        elif not better:
+            parts.append("no significant difference at 0.05 (" + "; ".join(
+                f"vs {c.group.label}: {describe(c)}" for c in same) + ")")
+        else:
+            parts.append(f"better than {', '.join(c.group.label for c in better)} "
+                         f"at 0.05 ({'; '.join(describe(c) for c in better)})")
+            if same:
+                parts.append("no significant difference at 0.05 from " + "; ".join(
+                    f"{c.group.label} ({describe(c)})" for c in same))
+            else:
+                parts[-1] = f"the winner: {parts[-1]}"
+        if self.untested:
+            parts.append(f"not tested (n < 2): {', '.join(g.label for g in self.untested)}")
+        if self.weak:
+            parts.append(f"weak: fewer than {WEAK_N} seeds per option")
+        return f"{head}; " + "; ".join(parts) + "."
+
+
+def describe(c: Comparison) -> str:
+    if math.isnan(c.p):
+        return f"{c.test}: no spread in either option, untestable"
+    return f"{c.test}, Holm p={c.p_holm:.3g}, diff {c.diff:+.4f}, d={c.d:.2f}"
 
 
 def higher_is_better(metric: str) -> bool:
@@ -81,7 +213,8 @@ def load_runs(client: Any, experiment: str) -> list[Any]:
         raise SystemExit(f"nnlab.report: no MLflow experiment named {experiment!r}")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                               max_results=50000)
-    return [r for r in runs if r.data.tags.get(REPORT_TAG) != "true"]
+    return [r for r in runs if r.data.tags.get(REPORT_TAG) != "true"  # reports from before 0.2
+            and r.data.tags.get(tags.SOURCE) != "nnlab sweep"]  # a sweep's parent run
 
 
 def failed_runs(client: Any, experiment: str) -> list[Any]:
@@ -129,47 +262,81 @@ def report_metrics(runs: Sequence[Any]) -> list[str]:
 
 
 def verdicts(groups: Sequence[Group], metrics: Sequence[str]) -> list[Verdict]:
+    """Per metric: rank by mean, test every option with n >= 2 against the best (paired t when
+    both ran the same seeds, else Welch t), Holm-correct the metric's p-values."""
     found = []
     for metric in metrics:
         sign = 1 if higher_is_better(metric) else -1
-        ranked = sorted((g for g in groups if g.stats(metric)[2]),
-                        key=lambda g: -sign * g.stats(metric)[0])
+        ranked = sorted((g for g in groups if g.summary(metric).n),
+                        key=lambda g: -sign * g.summary(metric).mean)
         if not ranked:
             continue
-        runner_up = ranked[1] if len(ranked) > 1 else None
-        margin = abs(ranked[0].stats(metric)[0] - runner_up.stats(metric)[0]) if runner_up else 0.0
-        found.append(Verdict(metric, ranked[0], runner_up, margin))
+        best, comparisons, untested = ranked[0], {}, []
+        for g in ranked[1:]:
+            if g.summary(metric).n < 2 or best.summary(metric).n < 2:
+                untested.append(g)
+                continue
+            mine, theirs = g.values(metric), best.values(metric)
+            paired = bool(mine) and mine.keys() == theirs.keys()
+            if paired:
+                seeds = sorted(mine)
+                a, b = [mine[k] for k in seeds], [theirs[k] for k in seeds]
+            else:
+                a, b = g.by_run(metric), best.by_run(metric)
+            comparisons[id(g)] = Comparison(g, *t_test(a, b, paired))
+        for c, p in zip(comparisons.values(), holm([c.p for c in comparisons.values()]),
+                        strict=True):
+            c.p_holm = p
+        found.append(Verdict(metric, ranked, comparisons, untested))
     return found
 
 
-def cell(group: Group, metric: str) -> str:
-    mean, std, n = group.stats(metric)
-    return f"{mean:.4f} ± {std:.4f}" if n else "-"
+def rows(verdict: Verdict) -> list[list[str]]:
+    """A metric's table rows: option, n, mean, sd, 95% CI, diff vs best [CI], d, p (Holm), test."""
+    out = []
+    for g in verdict.ranked:
+        s = g.summary(verdict.metric)
+        sd = f"{s.sd:.4f}" if s.sd is not None else "n<2"
+        ci = f"[{s.ci[0]:.4f}, {s.ci[1]:.4f}]" if s.ci else "-"
+        c = verdict.comparisons.get(id(g))
+        if g is verdict.best:
+            tail = ["(best)", "", "", ""]
+        elif c is None:
+            tail = ["untested", "", "", ""]
+        else:
+            diff_ci = "" if math.isnan(c.ci[0]) else f" [{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]"
+            d = "" if math.isnan(c.d) else f"{c.d:.2f}"
+            p = "-" if math.isnan(c.p_holm) else f"{c.p_holm:.3g}" + ("*" if c.significant else "")
+            tail = [f"{c.diff:+.4f}{diff_ci}", d, p, c.test]
+        out.append([g.label, str(s.n), f"{s.mean:.4f}", sd, ci, *tail])
+    return out
 
 
-def print_table(experiment: str, groups: Sequence[Group], options: Sequence[str],
-                metrics: Sequence[str]) -> None:
+HEADER = ["option", "n", "mean", "sd", "95% CI", "diff vs best [95% CI]", "d", "p (Holm)",
+          "test"]
+
+
+def print_tables(experiment: str, found: Sequence[Verdict]) -> None:
+    """One table per metric, options as rows: it fits the terminal whatever the metric count."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{experiment}: mean ± std over seeds")
-    for key in options:
-        table.add_column(key.removesuffix(".name"))
-    table.add_column("n", justify="right")
-    for metric in metrics:
-        table.add_column(metric, justify="right")
-    for g in groups:
-        table.add_row(*g.options.values(), str(len(g.runs)), *(cell(g, m) for m in metrics))
-    Console(width=max(120, 24 * len(metrics))).print(table)
+    console = Console()
+    for verdict in found:
+        table = Table(title=f"{experiment}: {verdict.metric} (final value, over seeds)")
+        for i, name in enumerate(HEADER):
+            table.add_column(name, justify="left" if i == 0 or name == "test" else "right",
+                             overflow="fold")
+        for row in rows(verdict):
+            table.add_row(*row)
+        console.print(table)
+        console.print(verdict.sentence(), soft_wrap=False)
+        console.print()
 
 
-def markdown_table(groups: Sequence[Group], options: Sequence[str],
-                   metrics: Sequence[str]) -> str:
-    head = [k.removesuffix(".name") for k in options] + ["n", *metrics]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g in groups:
-        row = [*g.options.values(), str(len(g.runs)), *(cell(g, m) for m in metrics)]
-        lines.append("| " + " | ".join(row) + " |")
+def markdown_table(verdict: Verdict) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(verdict)]
     return "\n".join(lines)
 
 
@@ -182,37 +349,28 @@ def _pyplot():
     return plt
 
 
-def mean_curve(client: Any, runs: Sequence[Any], key: str) -> list[float]:
-    """A metric's per-epoch history, averaged over runs (truncated to the shortest)."""
-    curves = []
-    for run in runs:
-        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
-        if history:
-            curves.append([m.value for m in history])
-    if not curves:
-        return []
-    length = min(map(len, curves))
-    return [statistics.fmean(c[i] for c in curves) for i in range(length)]
+def seed_curves(client: Any, groups: Sequence[Group]) -> dict[str, dict[str, list[list[float]]]]:
+    """metric -> option -> each run's per-epoch history (the data of the learning-curve bands)."""
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    for key in CURVES:
+        for g in groups:
+            for run in g.runs:
+                if key not in run.data.metrics:
+                    continue
+                history = sorted(client.get_metric_history(run.info.run_id, key),
+                                 key=lambda m: m.step)
+                curves.setdefault(key, {}).setdefault(g.label, []).append(
+                    [m.value for m in history])
+    return curves
 
 
 def plot_learning_curves(client: Any, groups: Sequence[Group], path: Path) -> bool:
-    keys = [k for k in CURVES if any(k in r.data.metrics for g in groups for r in g.runs)]
-    if not keys:
+    from nnlab.plots import learning_curve_bands, png_bytes
+
+    curves = seed_curves(client, groups)
+    if not curves:
         return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
-        for g in groups:
-            curve = mean_curve(client, g.runs, key)
-            if curve:
-                ax.plot(range(1, len(curve) + 1), curve, marker=".", label=g.label)
-        ax.set(title=f"{key} (mean over seeds)", xlabel="epoch")
-        if "loss" in key:
-            ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    path.write_bytes(png_bytes(learning_curve_bands(curves)))
     return True
 
 
@@ -253,33 +411,51 @@ def plot_gradients(groups: Sequence[Group], path: Path) -> bool:
     return True
 
 
-def write_report(client: Any, experiment: str, out: Path) -> tuple[Path, list[Verdict]]:
-    """Build the table, verdicts and plots; write `out/report.md`."""
+def shown_metrics(metrics: Sequence[str], all_metrics: bool) -> list[str]:
+    """The monitored metric (val/acc or val/r2) and the test metrics, or every one."""
+    chosen = [m for m in metrics if all_metrics or m in MONITORED or m.startswith("test/")]
+    return sorted(chosen, key=lambda m: (m not in MONITORED, m))  # the monitored one first
+
+
+def write_report(client: Any, experiment: str, out: Path,
+                 all_metrics: bool = False) -> tuple[Path, list[Verdict]]:
+    """Build the tables, verdicts and plots; write `out/report.md`."""
     runs = load_runs(client, experiment)
     if not runs:
         raise SystemExit(f"nnlab.report: experiment {experiment!r} has no FINISHED runs")
     options = varying_options(runs)
     groups = sorted(group_runs(runs, options), key=lambda g: g.label)
-    metrics = report_metrics(runs)
-    ranked = metrics
+    metrics = shown_metrics(report_metrics(runs), all_metrics)
     note = ""
     if "loss.name" in options:  # different losses: their values are not on one scale
-        ranked = [m for m in metrics if "loss" not in m]
+        metrics = [m for m in metrics if "loss" not in m]
         note = ("The loss varies, so `*/loss*` values are each in their own loss's units and "
-                "are not ranked.")
-    found = verdicts(groups, ranked)
-    print_table(experiment, groups, options, metrics)
-    for v in found:
-        print(v.sentence())
+                "are left out.")
+    found = verdicts(groups, metrics)
+    print_tables(experiment, found)
     out.mkdir(parents=True, exist_ok=True)
+    fewest = min(len(g.runs) for g in groups)
     lines = [f"# Study report: {experiment}", "",
              f"{len(runs)} finished runs in {len(groups)} groups; options that vary: "
-             f"{', '.join(options) or '(none)'}. Cells: mean ± sample std over seeds "
-             "(final value of each run).", "", markdown_table(groups, options, metrics), "",
-             "## Best option per metric", "", *([note, ""] if note else []),
-             *(f"- {v.sentence()}" for v in found), ""]
+             f"{', '.join(options) or '(none)'}. Each metric: the final value of each run; per "
+             "option n, mean, sample sd and the 95% t confidence interval of the mean; each "
+             "option against the best one: the difference with its 95% CI, Cohen's d, and a "
+             "two-sided t-test (paired over seeds when both options ran the same seeds, else "
+             "Welch's), p-values Holm-corrected across the metric's comparisons "
+             f"(* = significant at {ALPHA}).", ""]
+    if fewest < WEAK_N:
+        lines += [f"**Weak evidence: some option has only {fewest} run(s); fewer than "
+                  f"{WEAK_N} seeds per option make any verdict weak"
+                  + (", and with one run there is no spread and no verdict" if fewest < 2
+                     else "") + ".**", ""]
+    if note:
+        lines += [note, ""]
+    for verdict in found:
+        lines += [f"## {verdict.metric}", "", markdown_table(verdict), "",
+                  f"Verdict: {verdict.sentence()}", ""]
     if plot_learning_curves(client, groups, out / "learning_curves.png"):
-        lines += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
+        lines += ["## Learning curves", "", "Mean over seeds per option, band: ± one sd.", "",
+                  "![learning curves](learning_curves.png)", ""]
     if plot_gradients(groups, out / "layer_gradients.png"):
         lines += ["## Per-layer gradient norms", "", "![gradients](layer_gradients.png)", ""]
     failed = failed_runs(client, experiment)
@@ -293,11 +469,19 @@ def write_report(client: Any, experiment: str, out: Path) -> tuple[Path, list[Ve
     return path, found
 
 
+def report_experiment(experiment: str) -> str:
+    """Where a study's reports are logged: an experiment of their own, so the study's runs table
+    shows training runs only."""
+    return f"{experiment} reports"
+
+
 def log_report(client: Any, experiment: str, out: Path) -> str:
-    """Log the report folder as artifacts of a `report` run in the study's experiment."""
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id
-    run = client.create_run(experiment_id, run_name="report",
-                            tags={REPORT_TAG: "true", "mlflow.source.name": "nnlab.report"})
+    """Log the report folder as artifacts of a `report` run in the study's report experiment."""
+    found = client.get_experiment_by_name(report_experiment(experiment))
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        report_experiment(experiment))
+    run = client.create_run(experiment_id, run_name=f"report {experiment}",
+                            tags={REPORT_TAG: "true", tags.SOURCE: "nnlab.report"})
     client.log_artifacts(run.info.run_id, str(out), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
@@ -311,13 +495,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for report.md and plots "
                         "(default: reports/<experiment>)")
     parser.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")
+    parser.add_argument("--all-metrics", action="store_true", help="every final metric "
+                        "(default: the monitored val/acc or val/r2 and the test metrics)")
     args = parser.parse_args(argv)
 
     from nnlab.tracking import MlflowClient
 
     client = MlflowClient(args.tracking_uri)
     out = args.out or Path("reports") / args.experiment
-    path, _ = write_report(client, args.experiment, out)
+    path, _ = write_report(client, args.experiment, out, args.all_metrics)
     print(f"nnlab.report: wrote {path}")
     if not args.no_log:
         print(f"nnlab.report: logged as run {log_report(client, args.experiment, out)}")

@@ -59,8 +59,10 @@ def test_per_layer_metrics_reach_mlflow(compose_cfg, moons_run) -> None:
 def test_plots_are_logged_as_png_artifacts(compose_cfg, moons_run) -> None:
     client, run, tmp = moons_run
     names = {a.path for a in client.list_artifacts(run.info.run_id, "instruments")}
-    expected = {"weights_at_init", "learning_curves", "confusion_matrix", "decision_boundary"}
-    assert names == {f"instruments/{n}.png" for n in expected}
+    expected = {"weights_at_init", "learning_curves", "confusion_matrix", "decision_boundary",
+                "decision_boundary_frames"}
+    assert names == {f"instruments/{n}.png" for n in expected} | {
+        "instruments/decision_boundary.gif"}  # the boundary over training (tests/test_pictures)
     folder = client.download_artifacts(run.info.run_id, "instruments", str(tmp))
     for name in expected:
         data = Path(folder, f"{name}.png").read_bytes()

@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from nnlab import train
-from nnlab.report import REPORT_TAG, main
+from nnlab.report import REPORT_TAG, main, report_experiment
 
 INITS, SEEDS = ("zeros", "xavier_normal"), (0, 1)
 
@@ -47,23 +47,24 @@ def test_report_aggregates_names_the_winner_and_logs_itself(compose_cfg, study, 
     text = (out / "report.md").read_text()
     # grouped by the one option that varies (not by seed, run name or derived params)
     assert "options that vary: init.name." in text
-    assert "| init | n |" in text
+    section = text.split("## test/acc")[1].split("## ")[0]
     for init in INITS:
         std = statistics.stdev(by_init[init])
-        assert f"| {init} | 2 |" in text
-        assert f"{means[init]:.4f} ± {std:.4f}" in text
-    line = next(x for x in text.splitlines() if x.startswith("- test/acc:"))
-    assert f"best init={best} {means[best]:.4f}" in line
-    assert f"runner-up init={other}" in line
-    assert f"margin {means[best] - means[other]:.4f}" in line
-    assert "test/acc" in printed and "report_study: mean ± std over seeds" in printed
+        assert f"| init={init} | 2 | {means[init]:.4f} | {std:.4f} | [" in section
+    line = next(x for x in section.splitlines() if x.startswith("Verdict: test/acc:"))
+    assert f"best mean init={best} {means[best]:.4f} (n=2)" in line
+    assert f"init={other}" in line and f"diff {means[other] - means[best]:+.4f}" in line
+    assert "weak: fewer than 5 seeds per option" in line
+    assert "test/acc" in printed and "report_study: test/acc (final value, over seeds)" in printed
     for png in ("learning_curves.png", "layer_gradients.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
         assert f"]({png})" in text
 
-    (report,) = client.search_runs([experiment_id], f"tags.`{REPORT_TAG}` = 'true'")
+    assert not client.search_runs([experiment_id], f"tags.`{REPORT_TAG}` = 'true'")
+    reports = client.get_experiment_by_name(report_experiment("report_study")).experiment_id
+    (report,) = client.search_runs([reports], f"tags.`{REPORT_TAG}` = 'true'")
     logged = {a.path for a in client.list_artifacts(report.info.run_id, "report")}
     assert logged == {"report/report.md", "report/learning_curves.png",
                       "report/layer_gradients.png"}
     assert main(["report_study", "--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
-    assert "| zeros | 2 |" in (out / "report.md").read_text()  # the report run is not counted
+    assert "| init=zeros | 2 |" in (out / "report.md").read_text()  # the report run is not counted

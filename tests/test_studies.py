@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from nnlab.config import validate
 
 STUDIES = ["init_study", "activation_study", "loss_study", "loss_regression_study",
-           "optimizer_study", "dropout_study"]
+           "optimizer_study", "dropout_study", "lenet5_mnist"]
 
 
 def sweep_grid(compose_cfg, experiment: str) -> tuple[dict, list[list[str]]]:

@@ -1,4 +1,4 @@
-"""VGG-16 (Simonyan & Zisserman, 2014, configuration D) for 32x32 inputs."""
+"""VGG-16 (Simonyan & Zisserman, 2014, configuration D): for 32x32 inputs, or as published."""
 
 from __future__ import annotations
 
@@ -8,16 +8,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnlab.models.alexnet import scaled
+from nnlab.models.alexnet import flat_size, scaled
 
 # 13 conv layers (3x3, padding 1) in 5 blocks, each block closed by a 2x2 max pool.
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 MIN_SIZE = 32  # five 2x2 pools: 32 -> 1
+CLASSIC_FC = 4096
 
 
 class VGG16(nn.Module):
     """13 conv + 3 fc. Inputs smaller than 32x32 (MNIST's 28x28) are zero-padded to 32x32;
-    the fc layers are 512 wide (the CIFAR variant; 4096 at 224px) times `width`."""
+    the fc layers are 512 wide (the CIFAR variant) times `width`.
+
+    `classic=True` is configuration D as published, for 3x224x224 inputs: no padding, fc
+    4096-4096 with dropout (7x7x512 = 25,088 features in), 138,357,544 parameters with 1000
+    classes, the same as torchvision's vgg16. `batch_norm` still adds BatchNorm (vgg16_bn)."""
 
     needs_image = True
 
@@ -30,10 +35,13 @@ class VGG16(nn.Module):
         batch_norm: bool = False,
         dropout: float = 0.5,
         fc_units: int = 512,
+        classic: bool = False,
     ) -> None:
         super().__init__()
         channels, height, width_px = input_shape
-        self.padding = _padding(height, width_px)
+        self.padding = (0, 0, 0, 0) if classic else _padding(height, width_px)
+        if classic:
+            fc_units = CLASSIC_FC
         layers: list[nn.Module] = []
         for block in VGG16_BLOCKS:
             for units in block:
@@ -46,8 +54,8 @@ class VGG16(nn.Module):
             layers.append(nn.MaxPool2d(2))
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
-        with torch.no_grad():
-            flat = self.features(self.pad(torch.zeros(1, *input_shape))).shape[1]
+        padded = (input_shape[0], height + sum(self.padding[2:]), width_px + sum(self.padding[:2]))
+        flat = flat_size(self.features, padded, "vgg16")
         fc = scaled(fc_units, width)
         self.classifier = nn.Sequential(
             nn.Linear(flat, fc), activation(), nn.Dropout(dropout),

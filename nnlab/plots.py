@@ -1,0 +1,204 @@
+"""Figures as pure functions: numbers in, a matplotlib Figure (or PNG/GIF bytes) out.
+
+No function here reads MLflow, a trainer or a config; callers (nnlab.instruments, nnlab.report)
+collect the numbers and save or log what comes back. matplotlib is imported on first use.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(figure: Any, dpi: int = 90) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+# -- learning curves of a study -----------------------------------------------------------------
+
+
+def learning_curve_bands(curves: Mapping[str, Mapping[str, Sequence[Sequence[float]]]]) -> Any:
+    """One panel per metric: per option, the mean over seeds per epoch and a band of one sample
+    sd either side (no band where an option has one seed).
+
+    `curves`: metric -> option label -> one per-epoch curve per seed (cut to the shortest).
+    """
+    plt = pyplot()
+    keys = [k for k, by_option in curves.items() if any(by_option.values())]
+    fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.6 * max(1, len(keys)), 3.8),
+                             squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=False):
+        for label, seeds in curves[key].items():
+            seeds = [list(c) for c in seeds if len(c)]
+            if not seeds:
+                continue
+            length = min(map(len, seeds))
+            values = torch.tensor([c[:length] for c in seeds], dtype=torch.float64)
+            epochs = range(1, length + 1)
+            mean = values.mean(0)
+            (line,) = ax.plot(epochs, mean.numpy(), marker="." if length < 30 else None,
+                              label=f"{label} (n={len(seeds)})")
+            if len(seeds) > 1:
+                sd = values.std(0, correction=1)
+                ax.fill_between(epochs, (mean - sd).numpy(), (mean + sd).numpy(),
+                                color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set(title=f"{key}: mean ± sd over seeds", xlabel="epoch")
+        if "loss" in key and all(v > 0 for s in curves[key].values() for c in s for v in c):
+            ax.set_yscale("log")
+    if keys:
+        axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+# -- what a conv net learns ---------------------------------------------------------------------
+
+
+def _grid_shape(count: int, max_cols: int = 16) -> tuple[int, int]:
+    cols = min(max_cols, max(1, math.ceil(math.sqrt(count * 1.5))))
+    return math.ceil(count / cols), cols
+
+
+def mosaic(tiles: torch.Tensor, cols: int, pad: int = 1) -> torch.Tensor:
+    """Tiles (N, H, W[, C]) laid out in rows of `cols`, `pad` NaN pixels between them (drawn
+    as the background): one image, so a figure needs one axes, not one per tile."""
+    n, h, w = tiles.shape[:3]
+    rows = math.ceil(n / cols)
+    canvas = torch.full((rows * (h + pad) + pad, cols * (w + pad) + pad, *tiles.shape[3:]),
+                        float("nan"))
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
+               pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+    return canvas
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Each tile (first dim) scaled to 0..1 on its own."""
+    flat = x.flatten(1)
+    low = flat.min(1).values.view(-1, *[1] * (x.dim() - 1))
+    high = flat.max(1).values.view(-1, *[1] * (x.dim() - 1))
+    return (x - low) / (high - low).clamp_min(1e-12)
+
+
+def _cmap(name: str) -> Any:
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name].copy()
+    cmap.set_bad("white")
+    return cmap
+
+
+def kernel_grid(weight: torch.Tensor, title: str) -> Any:
+    """A conv layer's kernels (out, in, kh, kw) as one tile each: RGB when the layer reads 3
+    channels (AlexNet's coloured first layer), else grey of the mean over input channels; each
+    tile scaled to its own min..max."""
+    plt = pyplot()
+    w = weight.detach().float().cpu()
+    tiles = _unit((w if w.shape[1] == 3 else w.mean(1, keepdim=True)).permute(0, 2, 3, 1))
+    rows, cols = _grid_shape(len(tiles))
+    image = mosaic(tiles if tiles.shape[-1] == 3 else tiles[..., 0], cols)
+    if image.dim() == 3:  # RGB: NaN gaps become white
+        image = torch.nan_to_num(image, nan=1.0)
+    tile = 0.75 if len(tiles) > 24 else 1.1
+    fig, ax = plt.subplots(figsize=(max(4.0, tile * cols + 0.4), tile * rows + 0.8))
+    ax.imshow(image.numpy(), cmap=_cmap("gray"), interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"{title}\n(out, in, h, w) = {tuple(w.shape)}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps(image: torch.Tensor, maps: Sequence[tuple[str, torch.Tensor]],
+                 max_channels: int = 8) -> Any:
+    """The image (C, H, W) on the first row, then one row per conv layer: its first
+    `max_channels` feature maps (C, H, W), each scaled to its own range."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(maps) + 1, 1, figsize=(1.1 * max_channels, 1.2 * len(maps)
+                                                         + 1.6), squeeze=False)
+    picture = image.detach().float().cpu()
+    picture = _unit((picture.permute(1, 2, 0) if picture.shape[0] == 3 else picture.mean(0))
+                    [None])[0]
+    axes[0][0].imshow(picture.numpy(), cmap="gray")
+    axes[0][0].set_title("input", fontsize=8)
+    for ax, (name, fmap) in zip(axes[1:, 0], maps, strict=True):
+        fmap = fmap.detach().float().cpu()
+        ax.imshow(mosaic(_unit(fmap[:max_channels]), max_channels).numpy(),
+                  cmap=_cmap("viridis"), interpolation="nearest")
+        ax.set_title(f"{name} {tuple(fmap.shape)}", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("feature maps of one test image, layer by layer", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# -- 2-D decision boundary over training --------------------------------------------------------
+
+BoundaryFrame = tuple[int, torch.Tensor]  # (epoch, predicted class on the grid, (steps, steps))
+
+
+def _boundary(ax: Any, extent: Sequence[float], classes: torch.Tensor, x: torch.Tensor,
+              y: torch.Tensor, title: str) -> None:
+    ax.imshow(classes.numpy(), origin="lower", extent=tuple(extent), aspect="auto",
+              cmap="coolwarm", alpha=0.35, interpolation="nearest")
+    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=y.numpy(), s=5, cmap="coolwarm",
+               edgecolors="k", linewidths=0.15)
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def boundary_strip(frames: Sequence[BoundaryFrame], extent: Sequence[float], x: torch.Tensor,
+                   y: torch.Tensor) -> Any:
+    """The decision boundary at several epochs side by side (epoch 0 = as initialised)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.3 * len(frames), 2.6), squeeze=False)
+    for ax, (epoch, classes) in zip(axes[0], frames, strict=True):
+        _boundary(ax, extent, classes, x, y, "init" if epoch == 0 else f"epoch {epoch}")
+    fig.suptitle("decision boundary over training (train points)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def boundary_gif(frames: Sequence[BoundaryFrame], extent: Sequence[float], x: torch.Tensor,
+                 y: torch.Tensor, ms_per_frame: int = 600) -> bytes:
+    """The same frames as an animated GIF (Pillow, which matplotlib already needs); one figure,
+    its image data swapped per frame."""
+    from PIL import Image
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3.4, 3.0))
+    _boundary(ax, extent, frames[0][1], x, y, "")
+    fig.tight_layout()
+    shown = ax.images[0]
+    images = []
+    for epoch, classes in frames:
+        shown.set_data(classes.numpy())
+        ax.set_title("init" if epoch == 0 else f"epoch {epoch}", fontsize=8)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=70)
+        images.append(Image.open(buffer).convert("P"))
+    plt.close(fig)
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:],
+                   duration=ms_per_frame, loop=0)
+    return buffer.getvalue()
