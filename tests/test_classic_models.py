@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from nnlab import train
-from nnlab.config import ConfigError
 from nnlab.build import build_model
+from nnlab.config import ConfigError
 
 IMAGENET = (3, 224, 224)
 
