@@ -171,8 +171,11 @@ def test_in_memory_and_dataloader_paths_give_identical_batches() -> None:
         data.setup("fit")
         loaders = (data.train_dataloader(), data.val_dataloader())
         paths[in_memory] = [_epochs(loaders[0], 3), _epochs(loaders[1], 1)]
-    kinds = {m: type(DigitsDataModule(in_memory=m).train_dataloader()).__name__
-             for m in (True, False)}
+    kinds = {}
+    for in_memory in (True, False):
+        data = DigitsDataModule(in_memory=in_memory)
+        data.setup("fit")
+        kinds[in_memory] = type(data.train_dataloader()).__name__
     assert kinds == {True: "TensorBatches", False: "DataLoader"}, "two different paths compared"
     fast, slow = paths[True], paths[False]
     for fast_epochs, slow_epochs in zip(fast, slow, strict=True):

@@ -90,7 +90,7 @@ BAD_INPUTS = {
     "empty sweep list": (lambda t: ["-m", "seed=range(0,0)"],
                          "the sweep launched no jobs", 1),
     "typo in an experiment name": (lambda t: ["experiment=init_x_activaton"],
-                                   "experiment='init_x_activaton' is invalid", 2),
+                                   "experiment=init_x_activaton is invalid", 2),
 }
 
 
