@@ -240,10 +240,14 @@ class Instruments(Callback):
                 warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
+        from nnlab.plots import weight_histograms
+
         self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
         self.init_histograms = []
 
     def _end_plots(self, trainer, pl_module) -> None:
+        from nnlab.plots import confusion_matrix, decision_boundary, learning_curves
+
         if self.init_histograms:
             self._init_plot(trainer)
         tracker = _tracker(trainer)
@@ -351,15 +355,6 @@ def _predict_split(pl_module, datamodule, split: str) -> tuple[torch.Tensor, tor
     return scores, data.y.cpu()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 # One layer's weights at init: name, shape, std, bin counts, bin edges.
 Histogram = tuple[str, tuple[int, ...], float, torch.Tensor, torch.Tensor]
 
@@ -374,81 +369,3 @@ def weight_counts(layers: list[tuple[str, list[torch.Tensor]]], bins: int = 50) 
             counts, edges = torch.histogram(w, bins=bins)
             found.append((name, tuple(params[0].shape), w.std(correction=0).item(), counts, edges))
     return found
-
-
-def weight_histograms(histograms: list[Histogram]):
-    """One histogram per layer of its weights, as initialised."""
-    plt = _pyplot()
-    cols = min(4, len(histograms))
-    rows = -(-len(histograms) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
-    for ax, (name, shape, std, counts, edges) in zip(axes.flat, histograms, strict=False):
-        ax.stairs(counts.numpy(), edges.numpy(), fill=True, color="tab:blue")
-        ax.set_title(f"{name} {shape}\nstd={std:.3g}", fontsize=8)
-        ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(histograms):]:
-        ax.axis("off")
-    fig.suptitle("weights right after init")
-    fig.tight_layout()
-    return fig
-
-
-def learning_curves(curves: dict[str, list[tuple[int, float]]]):
-    """Loss curves on the left, the other per-epoch metrics on the right, against steps."""
-    plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, points in sorted(curves.items()):
-        if not points:
-            continue
-        steps, values = zip(*sorted(points), strict=True)
-        ax = left if "loss" in key else right
-        ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=key)
-    for ax, title in ((left, "loss"), (right, "metrics")):
-        ax.set_xlabel("step")
-        ax.set_title(title)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int):
-    from torchmetrics.functional.classification import multiclass_confusion_matrix
-
-    plt = _pyplot()
-    counts = multiclass_confusion_matrix(predicted, target, num_classes)
-    fig, ax = plt.subplots(figsize=(4.6, 4))
-    image = ax.imshow(counts.numpy(), cmap="Blues")
-    fig.colorbar(image, ax=ax)
-    for (i, j), n in zip(((i, j) for i in range(num_classes) for j in range(num_classes)),
-                         counts.flatten().tolist(), strict=True):
-        if n:
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
-    acc = counts.diag().sum().item() / max(counts.sum().item(), 1)
-    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (acc {acc:.3f})",
-           xticks=range(num_classes), yticks=range(num_classes))
-    fig.tight_layout()
-    return fig
-
-
-@torch.no_grad()
-def decision_boundary(pl_module, x: torch.Tensor, y: torch.Tensor, steps: int = 200):
-    """The playground picture: predicted class over a grid, with the training points on top."""
-    plt = _pyplot()
-    x, y = x.cpu(), y.cpu()
-    lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
-    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], steps),
-                            torch.linspace(lo[1], hi[1], steps), indexing="xy")
-    grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
-    was_training = pl_module.training
-    pl_module.eval()
-    scores = pl_module(grid.to(pl_module.device)).cpu()
-    pl_module.train(was_training)
-    classes = scores.argmax(-1).reshape(steps, steps)
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    ax.contourf(gx.numpy(), gy.numpy(), classes.numpy(), alpha=0.35, cmap="coolwarm")
-    ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=y.numpy(), s=8, cmap="coolwarm",
-               edgecolors="k", linewidths=0.2)
-    ax.set(title="decision boundary (train points)", xlabel="x1", ylabel="x2")
-    fig.tight_layout()
-    return fig

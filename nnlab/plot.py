@@ -33,29 +33,10 @@ def activation_curves(lo: float = -5.0, hi: float = 5.0, steps: int = 401
 
 
 def plot_activations(out: Path) -> Path:
-    import matplotlib
+    from nnlab.plots import activation_panels, png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = activation_curves()
-    cols = 4
-    rows = -(-len(curves) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
-    for ax, (name, (x, y, grad)) in zip(axes.flat, curves.items(), strict=False):
-        ax.plot(x, y, label="f(x)")
-        ax.plot(x, grad, "--", label="f'(x) (autograd)")
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.axvline(0, color="grey", lw=0.5)
-        ax.set_title(name)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(curves):]:
-        ax.axis("off")
-    fig.suptitle("activations and their derivatives")
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    out.write_bytes(png_bytes(activation_panels(activation_curves()), dpi=100))
     return out
 
 

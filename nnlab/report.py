@@ -340,15 +340,6 @@ def markdown_table(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def seed_curves(client: Any, groups: Sequence[Group]) -> dict[str, dict[str, list[list[float]]]]:
     """metric -> option -> each run's per-epoch history (the data of the learning-curve bands)."""
     curves: dict[str, dict[str, list[list[float]]]] = {}
@@ -388,26 +379,16 @@ def layer_gradients(group: Group) -> tuple[list[str], list[float]]:
 
 def plot_gradients(groups: Sequence[Group], path: Path) -> bool:
     """One panel per architecture: gradient norm per layer (log scale), one line per group."""
-    panels: dict[tuple[str, ...], list[tuple[Group, list[float]]]] = {}
+    from nnlab.plots import gradient_profiles, png_bytes
+
+    panels: dict[tuple[str, ...], list[tuple[str, list[float]]]] = {}
     for g in groups:
         names, norms = layer_gradients(g)
         if names:
-            panels.setdefault(tuple(names), []).append((g, norms))
+            panels.setdefault(tuple(names), []).append((g.label, norms))
     if not panels:
         return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
-    for ax, (names, lines) in zip(axes[0], panels.items(), strict=True):
-        for g, norms in lines:
-            ax.plot(range(len(names)), [max(v, 1e-12) for v in norms], marker="o", label=g.label)
-        ax.set_yscale("log")
-        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-        ax.set(title="gradient norm per layer, last epoch (input -> output)",
-               ylabel="||grad||")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
+    path.write_bytes(png_bytes(gradient_profiles(panels)))
     return True
 
 
