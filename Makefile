@@ -15,11 +15,11 @@ run: $(STAMP)           ## train the default experiment (LeNet-5 on the offline 
 	$(PY) -m nnlab
 
 test: $(STAMP)          ## the default test suite (< 15 min on 2 cores; the cluster tests need SLURM)
-	@PATH=/usr/sbin:$$PATH command -v slurmctld >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq slurm-wlm munge; else sudo apt-get install -y slurm-wlm munge; fi; }
+	@PATH=/usr/sbin:$$PATH command -v slurmctld >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; else sudo apt-get install -y slurm-wlm munge; fi; }
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)     ## the long tests (1000-epoch parity, resume, MLflow UI in headless Chromium)
-	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; else sudo apt-get install -y chromium; fi; }
+	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; else sudo apt-get install -y chromium; fi; }
 	$(PY) -m pytest -q -m slow
 
 test-all: test test-slow

@@ -45,3 +45,12 @@ def job_command_for_ranks(overrides: Sequence[str]) -> None:
         elif arg.split("=")[0] in CONFIG_FLAGS:
             flags.append(arg)
     sys.argv = [sys.argv[0], *flags, *overrides]
+
+
+def end_process_group() -> None:
+    """Close this job's DDP process group, so the next job of a sweep run in this process starts
+    its own (Lightning leaves it open, bound to the ranks that have now exited)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

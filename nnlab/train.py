@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -25,6 +26,15 @@ def open_tracker(cfg: DictConfig):
         raise ConfigError(str(err)) from None
 
 
+@contextmanager
+def ending(cleanup: Callable[[], None]) -> Iterator[None]:
+    """Call `cleanup` on the way out, whatever happened inside."""
+    try:
+        yield
+    finally:
+        cleanup()
+
+
 def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
         extra_tags: dict[str, str] | None = None, sweep_dir: str | Path | None = None) -> float:
     """Train and test one configuration (or continue the run `resume=` names); return the
@@ -42,7 +52,12 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
 
     import lightning.pytorch as pl
 
-    from nnlab.distributed import devices_and_strategy, is_child_rank, job_command_for_ranks
+    from nnlab.distributed import (
+        devices_and_strategy,
+        end_process_group,
+        is_child_rank,
+        job_command_for_ranks,
+    )
     from nnlab.quiet import quiet
 
     quiet()  # again: importing Lightning resets its loggers' levels
@@ -91,7 +106,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     checkpointer = Checkpointer(ckpt_path, int(cfg.checkpoint.every_n_steps))
     if strategy.startswith("ddp") and sweep_dir is not None:
         job_command_for_ranks(overrides)
-    with run_life(tracker, checkpointer.request_stop, ckpt_path):
+    with run_life(tracker, checkpointer.request_stop, ckpt_path), ending(end_process_group):
         if run_info is None:
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
