@@ -139,6 +139,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     from nnlab.data import DataError
     from nnlab.instruments import EpochTimer, instrument_callbacks
     from nnlab.lifecycle import Checkpointer, Diverged, DivergenceGuard, MlflowRunLogger
+    from nnlab.resume import ResumeState, resume_exact
     from nnlab.tracking import CHECKPOINT_TAG, flatten
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -181,12 +182,14 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             precision=str(cfg.accelerator.precision),
             logger=MlflowRunLogger(tracker, logged=logged),
             callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
-                       checkpointer],
+                       ResumeState(), checkpointer],
             default_root_dir=out,
             enable_checkpointing=False,
             enable_model_summary=False,
             **plain(cfg.trainer),
         )
+        if run_info is not None:
+            tracker.set_tags({"nnlab.resume_exact": str(resume_exact(trainer)).lower()})
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if resume else None)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
