@@ -298,7 +298,9 @@ class TensorDataModule(pl.LightningDataModule):
         order, trainer = self._train_order, getattr(self, "trainer", None)
         if order is None or order.order_state is None or trainer is None:
             return {}
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # batches whose step ran: Lightning restarts after these, whether the save came before
+        # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return {"train_order_state": order.order_state, "train_batches_done": done}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
