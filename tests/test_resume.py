@@ -180,3 +180,37 @@ def test_sigterm_then_resume_logs_what_the_uninterrupted_run_logs(
         assert [s for s, _ in found[key]] == [s for s, _ in expected[key]], key
         assert [v for _, v in found[key]] == pytest.approx([v for _, v in expected[key]],
                                                            rel=1e-6), key
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_the_data_order_resumes_where_the_epoch_stopped(in_memory: bool) -> None:
+    """The data module's saved state repeats the stopped epoch's order from the saved batch and
+    then goes on as the uninterrupted run does (in memory and through a DataLoader)."""
+    from nnlab.data.digits import DigitsDataModule
+
+    def firsts(loader, stop: int | None = None) -> list[list[float]]:
+        out = []
+        for i, (x, _) in enumerate(loader):
+            if i == stop:
+                break
+            out.append(x[:, 0].flatten()[:5].tolist())
+        return out
+
+    def module() -> DigitsDataModule:
+        data = DigitsDataModule(batch_size=100, seed=3, in_memory=in_memory)
+        data.prepare()
+        return data
+
+    reference = module().train_dataloader()
+    epochs = [firsts(reference) for _ in range(3)]
+
+    stopped = module().train_dataloader()
+    firsts(stopped)
+    assert firsts(stopped, stop=4) == epochs[1][:4]
+    order = stopped.order_state if in_memory else stopped.sampler.order_state
+
+    resumed = module()
+    resumed.load_state_dict({"train_order_state": order, "train_batches_done": 4})
+    loader = resumed.train_dataloader()
+    assert firsts(loader) == epochs[1][4:]
+    assert firsts(loader) == epochs[2]
