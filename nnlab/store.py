@@ -28,9 +28,12 @@ def temp_path(db: Path) -> Path:
     return db.with_name(f".{db.name}.nnlab-creating")
 
 
+SIDE_FILES = ("-journal", "-wal", "-shm")  # sqlite's files beside a database
+
+
 def _remove(path: Path) -> None:
     """`path` and its sqlite side files (a killed attempt's journal, a stale WAL)."""
-    for name in (path, *(Path(f"{path}{s}") for s in ("-journal", "-wal", "-shm"))):
+    for name in (path, *(Path(f"{path}{s}") for s in SIDE_FILES)):
         name.unlink(missing_ok=True)
 
 
@@ -46,8 +49,7 @@ def create(db: Path) -> None:
     _remove(tmp)
     store = SqlAlchemyStore(f"sqlite:///{tmp}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)
     store.engine.dispose()  # no connection may outlive the rename
-    _remove(Path(f"{db}-journal"))  # side files of a former `db` must not meet the new one
-    for suffix in ("-wal", "-shm"):
+    for suffix in SIDE_FILES:  # a former `db`'s journal or WAL must not meet the new one
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     os.replace(tmp, db)
 
