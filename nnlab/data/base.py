@@ -301,7 +301,14 @@ class TensorDataModule(pl.LightningDataModule):
         # batches whose step ran: Lightning restarts after these, whether the save came before
         # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"train_order_state": order.order_state, "train_batches_done": done}
+        state = order.order_state
+        if done >= trainer.num_training_batches:  # saved after the epoch's last step: the next
+            # epoch's order comes next, drawn after its iterator's seed (see TensorBatches)
+            following = torch.Generator()
+            following.set_state(order.generator.get_state())
+            torch.empty((), dtype=torch.int64).random_(generator=following)
+            state, done = following.get_state(), 0
+        return {"train_order_state": state, "train_batches_done": done}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed run's next training epoch repeats the saved order from the saved batch."""
