@@ -4,7 +4,9 @@ Ctrl-C), the stop at the first non-finite loss, and finding what a `resume=` nam
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,7 +52,11 @@ class Checkpointer(Callback):
         raise KeyboardInterrupt(f"signal {signum}")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """SIGTERM stops like Ctrl-C, at the next batch boundary: Lightning's own SIGTERM handler
+        (installed by the Trainer) would stop mid-validation, losing that epoch's metrics."""
         self._in_fit = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)  # the Trainer restores it at exit
 
     def save(self, trainer: pl.Trainer) -> None:
         for logger in trainer.loggers:
