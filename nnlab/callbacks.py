@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,11 @@ class Checkpointer(Callback):
         raise KeyboardInterrupt(f"signal {signum}")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """SIGTERM stops like Ctrl-C, at the next batch boundary: Lightning's own SIGTERM handler
+        (installed by the Trainer) would stop mid-validation, losing that epoch's metrics."""
         self._in_fit = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.request_stop)  # the Trainer restores it at exit
 
     def save(self, trainer: pl.Trainer) -> None:
         for logger in trainer.loggers:
@@ -65,20 +70,18 @@ class Checkpointer(Callback):
             return
         due = self.every_n_steps and step - self._saved[0] >= self.every_n_steps
         if due or epoch != self._saved[1]:
-            self.save_between_batches(trainer)
-
-    def save_between_batches(self, trainer: pl.Trainer) -> None:
-        self._between_batches = True
-        try:
             self.save(trainer)
-        finally:
-            self._between_batches = False
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        """Lightning expects mid-epoch checkpoints from on_train_batch_end and adds one to the
-        logging step count on restore; ours come after that count was incremented."""
-        if getattr(self, "_between_batches", False):
+        """Lightning restores its logging step count plus one, right for a checkpoint taken in
+        on_train_batch_end only; not for ours, taken once the next batch is fetched (or in a
+        raw interrupt mid-step). After a batch fully ended (Lightning's own SIGTERM stop) it
+        adds nothing. The count has no public setter, hence the checkpoint edit."""
+        p = trainer.fit_loop.epoch_loop.batch_progress.total
+        lightning_adds_one = not (p.ready == p.started == p.processed == p.completed)
+        in_batch_end = p.completed == p.processed - 1
+        if lightning_adds_one and not in_batch_end:
             checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -92,9 +95,7 @@ class Checkpointer(Callback):
         """Ctrl-C or SIGTERM: keep a checkpoint. A requested stop (ours, or Lightning's own
         SIGTERMException) is raised between batches, a raw KeyboardInterrupt anywhere."""
         self._in_fit = False
-        if self.stop_signal is not None:
-            self.save_between_batches(trainer)
-        elif isinstance(exception, KeyboardInterrupt):
+        if self.stop_signal is not None or isinstance(exception, KeyboardInterrupt):
             self.save(trainer)
 
 

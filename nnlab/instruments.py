@@ -142,8 +142,18 @@ class Instruments(Callback):
 
     # -- measuring ----------------------------------------------------------------------------
     def on_train_start(self, trainer, pl_module) -> None:
-        """A run resumed mid-epoch gets no epoch start: open the sums here too."""
+        """A run resumed mid-epoch gets no epoch start: open the sums here, from the checkpoint's
+        when there is one (`load_state_dict`)."""
         self.on_train_epoch_start(trainer, pl_module)
+        resumed, self._resumed = getattr(self, "_resumed", None), None
+        if resumed:
+            device = pl_module.device
+            self.grad_sum, self.grad_steps = resumed["grad_sum"].to(device), resumed["grad_steps"]
+            for name, values in resumed["acts"].items():
+                if name in self.acts:
+                    stats = self.acts[name]
+                    stats.sums, stats.alive, stats.last = (
+                        None if v is None else v.to(device) for v in values)
         self.frame_grid = self._boundary_grid(trainer, pl_module)
         if self.frame_grid is not None and trainer.current_epoch == 0:
             self.frames = [(0, self._frame(pl_module))]
@@ -177,6 +187,17 @@ class Instruments(Callback):
         last = max(1, int(trainer.max_epochs or 1))
         count = min(last, BOUNDARY_FRAMES - 1)
         return {round(last * i / count) for i in range(1, count + 1)}
+
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch's sums so far, kept in checkpoints: a resumed epoch logs the same means."""
+        if getattr(self, "grad_sum", None) is None:
+            return {}
+        return {"grad_sum": self.grad_sum, "grad_steps": self.grad_steps,
+                "acts": {name: (s.sums, s.alive, s.last) for name, s in self.acts.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resumed = state_dict or None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.grad_sum = torch.zeros(len(self.layers), device=pl_module.device)

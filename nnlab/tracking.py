@@ -6,6 +6,7 @@ A run is opened only after the config is validated and the data and model are bu
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import tempfile
@@ -89,10 +90,21 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.run_id: str | None = None
+        from nnlab.store import StoreError, open_store, read_only_message
+
+        db = sqlite_path(tracking_uri)
         try:
             with store_lock(tracking_uri):
-                self.client = MlflowClient(tracking_uri)
+                self.client = open_store(tracking_uri, db) if db else MlflowClient(tracking_uri)
                 self.experiment_id = self._experiment_id(artifact_root)
+        except StoreError as err:
+            raise TrackingError(f"mlflow.tracking_uri={tracking_uri}: {err}") from err
+        except OSError as err:
+            if db is None or err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise TrackingError(store_message(tracking_uri, err)) from err
+            # the folder, or the lock file beside the store, cannot be written
+            raise TrackingError(f"mlflow.tracking_uri={tracking_uri}: "
+                                f"{read_only_message(db)}") from err
         except Exception as err:
             raise TrackingError(store_message(tracking_uri, err)) from err
 
@@ -191,15 +203,15 @@ def store_message(tracking_uri: str, err: BaseException) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         import re
 
-        errno = re.search(r"\[Errno -?\d+\] [^'\"()]+", text)
+        found = re.search(r"\[Errno -?\d+\] [^'\"()]+", text)
         tries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) + 1
-        cause = f"{errno.group(0).strip() if errno else cause[:200]}; gave up after {tries} tries"
+        cause = f"{found.group(0).strip() if found else cause[:200]}; gave up after {tries} tries"
         hint = ("Is the tracking server running and reachable? Start it (mlflow server ...) or "
                 "set mlflow.tracking_uri to a local store, e.g. sqlite:///mlruns/mlflow.db.")
         what = "cannot reach the MLflow tracking server"
     else:
-        hint = ("Check that the folder exists or can be created and is writable, or set "
-                "mlflow.tracking_uri (and mlflow.artifact_root) to a writable place.")
+        hint = ("Check that the folder exists or can be created, or set mlflow.tracking_uri "
+                "(and mlflow.artifact_root) to another place.")
         what = "cannot open or create the MLflow store"
     return f"mlflow.tracking_uri={tracking_uri}: {what} ({cause[:300]}). {hint}"
 

@@ -73,6 +73,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     from nnlab.data import DataError
     from nnlab.instruments import instrument_callbacks
     from nnlab.logger import MlflowRunLogger
+    from nnlab.resume import ResumeState, resume_exact
     from nnlab.run import closing_line, run_life, run_tags
     from nnlab.tracking import flatten
 
@@ -122,12 +123,14 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             precision=str(cfg.accelerator.precision),
             logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
             callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
-                       checkpointer, *progress, *user_parts(cfg, "callbacks")],
+                       ResumeState(), checkpointer, *progress, *user_parts(cfg, "callbacks")],
             default_root_dir=out_dir,
             enable_checkpointing=False,
             enable_model_summary=False,
             **plain(cfg.trainer),
         )
+        if run_info is not None:
+            tracker.set_tags({tags.RESUME_EXACT: str(resume_exact(trainer)).lower()})
         trainer.fit(module, datamodule=datamodule,
                     ckpt_path=str(ckpt_path) if run_info is not None else None)
         if trainer.interrupted:

@@ -113,3 +113,107 @@ def test_resume_of_an_unknown_run_says_so(run_cli, tmp_path: Path) -> None:
     result = run_cli(tmp_path, "resume=0123456789abcdef0123456789abcdef")
     assert result.returncode == 2
     assert "no run with that id" in result.stderr
+
+
+# The same experiment straight through, and stopped by SIGTERM after step STOP_AT_STEP then
+# resumed: dropout and batch-wise augmentation draw random numbers, the data is reshuffled
+# every epoch, and the stop falls mid-epoch or at an epoch's end.
+TERMINATOR = KILLER.replace("signal.SIGKILL", "signal.SIGTERM").replace("KILL_AT_STEP",
+                                                                        "STOP_AT_STEP")
+EXACT = ["trainer.max_epochs=3", "trainer.limit_train_batches=8", "trainer.limit_val_batches=2",
+         "trainer.limit_test_batches=2", "trainer.log_every_n_steps=1", "batch_size=16",
+         "checkpoint.every_n_steps=3", "model=mlp", "model.dropout=0.3",
+         "dataset.crop_padding=2", "dataset.hflip=true", "instruments.every_n_steps=4",
+         "instruments.plots=false", "accelerator=cpu"]
+
+
+def logged(store_uri, cwd: Path, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Every metric but the clock's: per key, its (step, value) history."""
+    from mlflow.tracking import MlflowClient
+
+    keys = [k for k in MlflowClient(store_uri(cwd)).get_run(run_id).data.metrics
+            if not k.startswith("time/")]
+    return {key: sorted((m.step, m.value) for m in history)
+            for key, history in histories(store_uri, cwd, run_id, tuple(keys)).items()}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, run_cli, all_runs, store_uri):
+    """in_memory -> what the uninterrupted run logged (run once per module)."""
+    found: dict[str, dict] = {}
+
+    def get(in_memory: str) -> dict[str, list[tuple[int, float]]]:
+        if in_memory not in found:
+            cwd = tmp_path_factory.mktemp(f"straight-{in_memory}")
+            result = run_cli(cwd, *EXACT, f"dataset.in_memory={in_memory}")
+            assert result.returncode == 0, result.stderr[-3000:]
+            (run,) = all_runs(cwd)
+            found[in_memory] = logged(store_uri, cwd, run.info.run_id)
+        return found[in_memory]
+
+    return get
+
+
+@pytest.mark.parametrize(("in_memory", "stop_at"), [
+    ("true", 11),  # mid-epoch: epoch 1 stops before its 4th batch
+    pytest.param("true", 8, marks=pytest.mark.slow),  # at the end of epoch 0
+    pytest.param("false", 13, marks=pytest.mark.slow),  # the DataLoader path, mid-epoch
+])
+def test_sigterm_then_resume_logs_what_the_uninterrupted_run_logs(
+    tmp_path: Path, straight, in_memory: str, stop_at: int, run_cli, all_runs, store_uri,
+) -> None:
+    args = [*EXACT, f"dataset.in_memory={in_memory}", *QUIET]
+    stopped = subprocess.run([sys.executable, "-c", TERMINATOR, *args], cwd=tmp_path, text=True,
+                             capture_output=True, timeout=300,
+                             env={**os.environ, "STOP_AT_STEP": str(stop_at)})
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+    result = run_cli(tmp_path, f"resume={run.info.run_id}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "not resumable" not in result.stderr
+    (resumed,) = all_runs(tmp_path)
+    assert resumed.data.tags["nnlab.resume_exact"] == "true"
+
+    expected, found = straight(in_memory), logged(store_uri, tmp_path, run.info.run_id)
+    assert {"val/loss", "train/loss_epoch", "test/acc"} <= set(expected)
+    assert any(k.startswith("grad_norm/") for k in expected)
+    assert sorted(found) == sorted(expected)
+    for key in expected:
+        assert [s for s, _ in found[key]] == [s for s, _ in expected[key]], key
+        assert [v for _, v in found[key]] == pytest.approx([v for _, v in expected[key]],
+                                                           rel=1e-6), key
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_the_data_order_resumes_where_the_epoch_stopped(in_memory: bool) -> None:
+    """The data module's saved state repeats the stopped epoch's order from the saved batch and
+    then goes on as the uninterrupted run does (in memory and through a DataLoader)."""
+    from nnlab.data.digits import DigitsDataModule
+
+    def firsts(loader, stop: int | None = None) -> list[list[float]]:
+        out = []
+        for i, (x, _) in enumerate(loader):
+            if i == stop:
+                break
+            out.append(x[:, 0].flatten()[:5].tolist())
+        return out
+
+    def module() -> DigitsDataModule:
+        data = DigitsDataModule(batch_size=100, seed=3, in_memory=in_memory)
+        data.prepare()
+        return data
+
+    reference = module().train_dataloader()
+    epochs = [firsts(reference) for _ in range(3)]
+
+    stopped = module().train_dataloader()
+    firsts(stopped)
+    assert firsts(stopped, stop=4) == epochs[1][:4]
+    order = stopped.order_state if in_memory else stopped.sampler.order_state
+
+    resumed = module()
+    resumed.load_state_dict({"train_order_state": order, "train_batches_done": 4})
+    loader = resumed.train_dataloader()
+    assert firsts(loader) == epochs[1][4:]
+    assert firsts(loader) == epochs[2]

@@ -6,6 +6,8 @@ splits train/val by the seed, and batches. Shapes flow from here to the model vi
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -13,7 +15,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 TEST_SPLIT_SEED = 20240229  # the held-out test split never depends on the run's seed
 
@@ -37,20 +39,30 @@ class Split:
     y: torch.Tensor
 
 
+# (the shuffling generator's state before an epoch's order, the batches of it already trained)
+Resume = tuple[torch.Tensor, int]
+
+
 class TensorBatches:
     """Batches of in-memory tensors: one shuffled copy per epoch, sliced; no per-sample collate.
 
     Shuffling draws from a CPU generator seeded once, making the same draws a DataLoader with
     that generator makes (its iterator's base seed, then RandomSampler's `randperm`, then the
     sampler's empty tail `randperm`), so both paths yield the same batches for the same seed.
+    `order_state` is the generator's state right before this epoch's order was drawn; `resume`
+    (that state, and the batches already trained) makes the next epoch repeat that order and
+    start after those batches.
     """
 
     def __init__(
         self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool,
-        generator: torch.Generator | None = None, rank: int = 0, world: int = 1,
+        generator: torch.Generator | None = None, resume: Resume | None = None,
+        rank: int = 0, world: int = 1,
     ) -> None:
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
         self.generator = generator
+        self.resume = resume
+        self.order_state: torch.Tensor | None = None
         self.rank, self.world = rank, world  # under DDP each rank takes its share of each batch
 
     def __len__(self) -> int:
@@ -63,24 +75,53 @@ class TensorBatches:
             yield from self._batches(self.x, self.y)
             return
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # DataLoader's seed
+        skip = restore_order(self.generator, self.resume)
+        self.resume = None
+        self.order_state = self.generator.get_state()
         order = torch.randperm(n, generator=self.generator).to(self.x.device)
         # One gather per epoch, then free slices: per-batch gathers (x[idx]) run a parallel
         # kernel each and crawl on a busy CPU (measured 2.4 s vs 0.03 s an epoch of 20k images).
         xs, ys = self.x.index_select(0, order), self.y.index_select(0, order)
-        yield from self._batches(xs, ys)
+        yield from self._batches(xs, ys, skip)
         del xs, ys
         torch.randperm(n, generator=self.generator)  # RandomSampler's tail (num_samples % n)
 
-    def _batches(self, xs: torch.Tensor, ys: torch.Tensor
+    def _batches(self, xs: torch.Tensor, ys: torch.Tensor, skip: int = 0
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Consecutive batches; under DDP (same seed, same order on every rank) rank r takes
-        every world-th sample of each batch, so N ranks see the batches one device would."""
-        for start in range(0, len(xs), self.batch_size):
+        """Consecutive batches after the first `skip`; under DDP (same seed, same order on every
+        rank) rank r takes every world-th sample of each batch, so N ranks see the batches one
+        device would."""
+        for start in range(skip * self.batch_size, len(xs), self.batch_size):
             x, y = xs[start : start + self.batch_size], ys[start : start + self.batch_size]
             if self.world == 1:
                 yield x, y
             elif len(x) >= self.world:  # a last batch too small to share is left out
                 yield x[self.rank :: self.world], y[self.rank :: self.world]
+
+
+def restore_order(generator: torch.Generator, resume: Resume | None) -> int:
+    """Put back the generator's state before a resumed epoch's order; the batches to skip."""
+    if resume is None:
+        return 0
+    generator.set_state(resume[0])
+    return resume[1]
+
+
+class ResumableSampler(RandomSampler):
+    """RandomSampler whose epoch order can be repeated and resumed (the DataLoader path's
+    counterpart of TensorBatches' `order_state` / `resume`)."""
+
+    def __init__(self, data: TensorDataset, generator: torch.Generator, batch_size: int,
+                 resume: Resume | None = None) -> None:
+        super().__init__(data, generator=generator)
+        self.batch_size, self.resume = batch_size, resume
+        self.order_state: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[int]:
+        skip = restore_order(self.generator, self.resume)
+        self.resume = None
+        self.order_state = self.generator.get_state()
+        return itertools.islice(super().__iter__(), skip * self.batch_size, None)
 
 
 def augment_images(x: torch.Tensor, crop_padding: int, hflip: bool) -> torch.Tensor:
@@ -145,6 +186,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.std: torch.Tensor | None = None
         self.device = torch.device("cpu")  # where the trainer runs (set in setup)
         self.rank, self.world = 0, 1  # this process's rank and the number of ranks (DDP)
+        self._resume: Resume | None = None  # set from a checkpoint by load_state_dict
+        self._train_order: TensorBatches | ResumableSampler | None = None
 
     # -- what a subclass provides -------------------------------------------------------------
     def load(self) -> tuple[Split, Split]:
@@ -239,14 +282,49 @@ class TensorDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> TensorBatches | DataLoader:
         data = self.splits[split]
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        resume, self._resume = (self._resume, None) if shuffle else (None, self._resume)
         if self.use_in_memory():
-            return TensorBatches(data.x, data.y, self.batch_size, shuffle, generator,
-                                 self.rank, self.world)
-        return DataLoader(
-            TensorDataset(data.x, data.y), batch_size=self.batch_size, shuffle=shuffle,
-            generator=generator, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=self.device.type == "cuda",
-        )
+            loader = TensorBatches(data.x, data.y, self.batch_size, shuffle, generator,
+                                   resume, self.rank, self.world)
+            order = loader
+        else:
+            dataset = TensorDataset(data.x, data.y)
+            order = ResumableSampler(dataset, generator, self.batch_size, resume) \
+                if shuffle else None
+            loader = DataLoader(
+                dataset, batch_size=self.batch_size, sampler=order, generator=generator,
+                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                pin_memory=self.device.type == "cuda",
+            )
+        if shuffle:
+            self._train_order = order
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in the data, for Lightning's checkpoints: the shuffling generator's
+        state before this epoch's order, and the batches of this epoch already trained."""
+        order, trainer = self._train_order, getattr(self, "trainer", None)
+        if order is None or order.order_state is None or trainer is None:
+            return {}
+        # batches whose step ran: Lightning restarts after these, whether the save came before
+        # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        state = order.order_state
+        if done >= trainer.num_training_batches:  # saved after the epoch's last step: the next
+            # epoch's order comes next, drawn after its iterator's seed (see TensorBatches)
+            following = torch.Generator()
+            following.set_state(order.generator.get_state())
+            torch.empty((), dtype=torch.int64).random_(generator=following)
+            state, done = following.get_state(), 0
+        return {"train_order_state": state, "train_batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A resumed run's next training epoch repeats the saved order from the saved batch."""
+        if "train_order_state" in state_dict:
+            self._resume = (state_dict["train_order_state"], state_dict["train_batches_done"])
+            # Lightning warns about a mid-epoch resume when the loader object itself has no
+            # state_dict; here the data module carries the order, so the warning does not apply.
+            warnings.filterwarnings("ignore", message=r".*dataloader is\s+not resumable")
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("train", shuffle=True)
