@@ -79,4 +79,5 @@ def closing_line(tracker: Any, cfg: DictConfig, monitor: str, value: float,
     test = {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
     scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(test.items()))
     return (f"nnlab: FINISHED {monitor}={value:.4f} {scores}\n"
-            f"       run '{cfg.mlflow.run_name}' ({tracker.run_id}) in {tracker.tracking_uri}")
+            f"       run {tracker.run_id} '{cfg.mlflow.run_name}'\n"
+            f"       store {tracker.tracking_uri}")
