@@ -1,12 +1,13 @@
 """nnlab's benchmarks: figures side by side in one run, reported as ratios, in bench/results.md.
 
-    python bench/run.py [--only overhead,startup,memory,sweep,gpu] [--data ROOT] [--batches N]
+    python bench/run.py [--only overhead,startup,memory,ddp,sweep,gpu] [--data ROOT] [--batches N]
                         [--repeats R] [--out bench/results.md]
 
 overhead  nnlab vs a hand-written PyTorch loop (same LeNet-5, MNIST split, batch size, SGD, seed):
           epoch wall time ratio; and per-step MLflow logging (log_every_n_steps=1 vs never)
 startup   from the command to the first training step (digits and MNIST), plus import costs
 memory    peak resident memory of the default job against the import floor
+ddp       a LeNet-5 MNIST epoch on 1 CPU process vs 2 DDP (gloo) processes
 sweep     8 short jobs: joblib launcher (2 workers) vs the basic (sequential) launcher
 gpu       (CUDA only) epoch time in-memory vs DataLoader vs the plain loop; test accuracy after
           GPU_EPOCHS epochs; bench/data_path.py's table when it is there
@@ -295,6 +296,29 @@ def sweep(repeats: int, epochs: int = 10) -> list[str]:
             f"out the process start-up each launcher pays once): {js / jp:.2f}x"]
 
 
+def ddp(root: str, batches: int, devices: int = 2) -> list[str]:
+    """One LeNet-5 MNIST epoch (the second: warm) on 1 process vs `devices` DDP processes."""
+    base = ["dataset=mnist", f"dataset.root={root}", "trainer.max_epochs=2",
+            f"trainer.limit_train_batches={batches}", "trainer.limit_val_batches=20",
+            "trainer.limit_test_batches=20", *instruments_off()]
+    rows, seconds = [], {}
+    for n in (1, devices):
+        found = nnlab_run([*base, "accelerator=cpu", f"accelerator.devices={n}"])
+        seconds[n] = found["time/epoch_s"][-1]
+        rows.append(f"| {n} | {seconds[n]:.2f} | {found['wall_s']:.1f} | "
+                    f"{found['test/acc'][-1]:.4f} |")
+    import torch
+
+    gpus = torch.cuda.device_count()
+    return [f"### DDP on the CPU (gloo): LeNet-5, MNIST, {batches} global batches of 64", "",
+            "| processes | epoch s | whole command s | test/acc |", "|---|---|---|---|", *rows,
+            "", f"- {devices} processes / 1 process, epoch time: "
+            f"**{seconds[devices] / seconds[1]:.2f}x** on {os.cpu_count()} cores "
+            f"({gpus} CUDA devices here). Each rank computes half of each batch, but on 2 cores "
+            "the single process already uses both (intra-op threads), so DDP adds its gradient "
+            "all-reduce and a second process's overhead and cannot be faster here."]
+
+
 def gpu(root: str, epochs: int) -> list[str]:
     import torch
 
@@ -328,7 +352,7 @@ def gpu(root: str, epochs: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="overhead,startup,memory,sweep,gpu")
+    parser.add_argument("--only", default="overhead,startup,memory,ddp,sweep,gpu")
     parser.add_argument("--data", default=os.environ.get("NNLAB_DATA",
                                                          str(REPO.parent / "shared" / "data")))
     parser.add_argument("--batches", type=int, default=200,
@@ -348,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     sections = {"overhead": lambda: overhead(root, args.batches, args.repeats),
                 "startup": lambda: startup(root, args.repeats),
                 "memory": memory,
+                "ddp": lambda: ddp(root, args.batches),
                 "sweep": lambda: sweep(max(1, args.repeats - 1)),
                 "gpu": lambda: gpu(root, args.gpu_epochs)}
     for name, section in sections.items():
