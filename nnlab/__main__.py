@@ -47,6 +47,9 @@ def main(cfg: DictConfig) -> float:
         except KeyboardInterrupt:
             sys.exit(130)  # the run is KILLED and its checkpoint kept (see nnlab.train.run)
         except RuntimeError as err:
+            if type(err).__name__ == "TrackingError":  # e.g. the tracking server lost mid-run
+                print(f"nnlab: error: {err}", file=sys.stderr)
+                sys.exit(1)
             if type(err).__name__ != "Diverged":
                 raise
             print(f"nnlab: error: the run diverged and ended FAILED: {err}", file=sys.stderr)

@@ -140,6 +140,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     from nnlab.instruments import EpochTimer, instrument_callbacks
     from nnlab.lifecycle import Checkpointer, Diverged, DivergenceGuard, MlflowRunLogger
     from nnlab.tracking import CHECKPOINT_TAG, flatten
+    from nnlab.trained import log_trained_model
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
@@ -192,6 +193,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             raise KeyboardInterrupt("training interrupted")
         monitored = float(trainer.callback_metrics[module.monitor])
         trainer.test(module, datamodule=datamodule, verbose=False)
+        log_trained_model(tracker, module.model, datamodule)
         trainer.logger.finalize("success")
         tracker.end("FINISHED")
         report(tracker, cfg, module.monitor, monitored, trainer.callback_metrics)
