@@ -32,6 +32,7 @@ MLFLOW_DEFAULT_PASSWORD = "password1234"  # the well-known one older MLflow vers
 DB_USER = "nnlab"
 PG_USER_ENV = "NNLAB_PG_USER"  # the unprivileged account PostgreSQL runs as when we are root
 START_TIMEOUT_S = 180
+AUTH_CACHE_S = int(os.environ.get("NNLAB_AUTH_CACHE_S", "60"))
 
 
 class ServerError(RuntimeError):
@@ -203,6 +204,7 @@ def set_admin(database_url: str, password: str) -> str:
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind((host, port))
         except OSError:
@@ -267,7 +269,11 @@ class TeamServer:
         path.write_text(
             "# written by nnlab.server on every start\n[mlflow]\ndefault_permission = READ\n"
             f"database_uri = {database_url}\nadmin_username = {ADMIN}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "# A login is a PBKDF2 hash (~0.5 s of CPU here) on every request unless cached: keep\n"
+            "# checked credentials 60 s per worker (a password change reaches the other worker\n"
+            "# within that time).\n"
+            f"auth_cache_ttl_seconds = {AUTH_CACHE_S}\n")
         return path
 
     def start(self) -> None:
@@ -327,7 +333,7 @@ class TeamServer:
             time.sleep(0.5)
         print(f"nnlab.server: mlflow server exited (code {self.mlflow.returncode}); stopping "
               "PostgreSQL.", file=sys.stderr, flush=True)
-        return self.mlflow.returncode or 1
+        return 1
 
     def stop(self) -> None:
         """MLflow first (no request may find the database gone), then PostgreSQL."""
@@ -367,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="MLflow server worker processes (default: %(default)s)")
     args = parser.parse_args(argv)
     server = TeamServer(args.root, args.host, args.port, args.workers)
-    signal.signal(signal.SIGTERM, _stop_on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (&)
+        signal.signal(sig, _stop_on_signal)
     code = 0
     try:
         server.start()
