@@ -96,8 +96,9 @@ def load_model(run_id: str, tracking_uri: str | None = None,
         except (MlflowException, OSError):
             raise TrackingError(
                 f"run {run_id} ({run.info.run_name}, {run.info.status}) has no trained model: "
-                f"nnlab logs {WEIGHTS} at the end of each successful run, so a run that failed, "
-                "was stopped, or was logged by an older nnlab has none. Pick a FINISHED run."
+                f"nnlab logs config.yaml when a run starts and {WEIGHTS} when it ends "
+                "successfully, so a run that failed, was stopped, or was logged by an older "
+                "nnlab has none. Pick a FINISHED run."
             ) from None
         cfg = OmegaConf.load(config)
         meta = json.loads((folder / Path(INFO).name).read_text())
