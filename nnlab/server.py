@@ -196,7 +196,7 @@ def set_admin(database_url: str, password: str) -> str:
     if not store.has_user(ADMIN):
         store.create_user(ADMIN, password, is_admin=True)
         return f"created admin user '{ADMIN}'"
-    if not store.authenticate_user(ADMIN, password, use_primary=True):
+    if not store.authenticate_user(ADMIN, password):
         store.update_user(ADMIN, password=password)
         return f"reset the password of '{ADMIN}' to {PASSWORD_ENV}"
     return f"admin user '{ADMIN}'"
