@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow test-all bench findings lint clean
+.PHONY: run test test-slow test-all bench findings lint clean server postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,15 +14,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)           ## train the default experiment (LeNet-5 on the offline digits) and log it
 	$(PY) -m nnlab
 
-test: $(STAMP)          ## the default test suite (< 15 min on 2 cores; the cluster tests need SLURM)
+test: $(STAMP) postgres ## the default test suite (< 15 min on 2 cores; the cluster tests need SLURM)
 	@PATH=/usr/sbin:$$PATH command -v slurmctld >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; else sudo apt-get install -y slurm-wlm munge; fi; }
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)     ## the long tests (1000-epoch parity, resume, MLflow UI in headless Chromium)
+test-slow: $(STAMP) postgres ## the long tests (1000-epoch parity, resume, MLflow UI in headless Chromium)
 	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; else sudo apt-get install -y chromium; fi; }
 	$(PY) -m pytest -q -m slow
 
 test-all: test test-slow
+
+server: $(STAMP) postgres ## the team's tracking server (needs NNLAB_ADMIN_PASSWORD): README "Team server"
+	$(PY) -m nnlab.server $(SERVER_ARGS)
+
+postgres:               ## Debian's PostgreSQL server programs (initdb, pg_ctl), for the server and its tests
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; else sudo apt-get install -y postgresql; fi; }
 
 bench: $(STAMP)         ## benchmarks; figures go to bench/results.md
 	$(PY) bench/run.py

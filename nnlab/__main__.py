@@ -77,6 +77,9 @@ def main() -> None:
         print(f"nnlab: error: the run diverged and ended FAILED: {err}", file=sys.stderr)
         sys.exit(1)
     except Exception as err:
+        if type(err).__name__ == "TrackingError":  # e.g. the tracking server lost mid-run
+            print(f"nnlab: error: {err}", file=sys.stderr)
+            sys.exit(1)
         message = config_error_message(err)
         if message is None:
             raise

@@ -59,7 +59,7 @@ class MlflowRunLogger(Logger):
     def flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:1000], self._pending[1000:]
-            self.tracker.client.log_batch(self.tracker.run_id, metrics=batch)
+            self.tracker.log_batch(metrics=batch)  # retried while a server is briefly away
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

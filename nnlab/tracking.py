@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +30,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from nnlab import tags  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
+# Mid-run, a tracking server that stops answering is retried this long before the run gives up.
+RETRY_ENV = "NNLAB_TRACKING_RETRY_S"
+# Runs a lost server could not close; the next job against that server closes them.
+UNFINISHED = Path("mlruns") / "unfinished-runs.jsonl"
 
 
 class TrackingError(RuntimeError):
@@ -44,6 +50,19 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def is_server(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def http_status(err: BaseException) -> int | None:
+    """The HTTP status a tracking server answered (None: no answer, or not a server error)."""
+    if not isinstance(err, MlflowException):
+        return None
+    if "failed with exception" in str(err):  # no HTTP answer at all (refused, timed out, ...)
+        return None
+    return err.get_http_status_code()
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -90,10 +109,11 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.run_id: str | None = None
+        self._lost = False  # the server stopped answering mid-run: no more long retries
         from nnlab.store import StoreError, open_store, read_only_message
 
         db = sqlite_path(tracking_uri)
-        try:
+        try:  # against a server: reachable, credentials accepted, experiment readable (bounded)
             with store_lock(tracking_uri):
                 self.client = open_store(tracking_uri, db) if db else MlflowClient(tracking_uri)
                 self.experiment_id = self._experiment_id(artifact_root)
@@ -101,12 +121,14 @@ class Tracker:
             raise TrackingError(f"mlflow.tracking_uri={tracking_uri}: {err}") from err
         except OSError as err:
             if db is None or err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise TrackingError(store_message(tracking_uri, err)) from err
+                raise TrackingError(store_message(tracking_uri, err, experiment_name)) from err
             # the folder, or the lock file beside the store, cannot be written
             raise TrackingError(f"mlflow.tracking_uri={tracking_uri}: "
                                 f"{read_only_message(db)}") from err
         except Exception as err:
-            raise TrackingError(store_message(tracking_uri, err)) from err
+            raise TrackingError(store_message(tracking_uri, err, experiment_name)) from err
+        if is_server(tracking_uri):
+            self.close_unfinished()
 
     def _experiment_id(self, artifact_root: str | None) -> str:
         found = self.client.get_experiment_by_name(self.experiment_name)
@@ -151,69 +173,182 @@ class Tracker:
         return {key: max(m.step for m in self.client.get_metric_history(run_id, key))
                 for key in keys}
 
+    def write(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """`call(*args)`, a write to the store. Against a server, a failure with no answer or a
+        5xx is retried for $NNLAB_TRACKING_RETRY_S (30 s) before TrackingError; a refusal
+        (401, 403, ...) is a TrackingError at once."""
+        if not is_server(self.tracking_uri):
+            return call(*args, **kwargs)
+        window = 0.0 if self._lost else float(os.environ.get(RETRY_ENV, "30"))
+        deadline, pause = time.monotonic() + window, 1.0
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except MlflowException as err:
+                status = http_status(err)
+                if status is not None and status < 500 or time.monotonic() >= deadline:
+                    self._lost = status is None or status >= 500
+                    raise TrackingError(store_message(
+                        self.tracking_uri, err, self.experiment_name, self.run_id, window)) from err
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 8.0)
+
     def start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        run = self.write(self.client.create_run, self.experiment_id, run_name=run_name,
+                         tags=dict(tags))
         self.run_id = run.info.run_id
         items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
         for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[start : start + 100])
+            self.log_batch(params=items[start : start + 100])
         return self.run_id
 
+    def log_batch(self, **items: Any) -> None:
+        """metrics=, params=, tags= lists, in one request."""
+        self.write(self.client.log_batch, self.run_id, **items)
+
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.write(self.client.log_text, self.run_id, text, artifact_file)
 
     def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
                     context: str = "training") -> None:
         """The run's data set, shown in the UI's Dataset column (name, digest, sizes)."""
-        import json
-
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         dataset = Dataset(name, digest, "code", json.dumps({"class": source}),
                           profile=json.dumps(dict(profile)))
-        self.client.log_inputs(self.run_id, [DatasetInput(
-            dataset, [InputTag("mlflow.data.context", context)])])
+        self.write(self.client.log_inputs, self.run_id,
+                   [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
-        )
+        self.log_batch(metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.log_batch(tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def end(self, status: str, error: BaseException | None = None) -> None:
-        """Close the run in a final state; on failure keep the error text as an artifact."""
+        """Close the run in a final state; on failure keep the error text as an artifact. A
+        server that is gone is noted in mlruns/unfinished-runs.jsonl: the next job against it
+        closes the run."""
         if self.run_id is None:
             return
+        try:
+            self._finish(self.run_id, status, error)
+        except TrackingError:
+            if not is_server(self.tracking_uri):
+                raise
+            remember_unfinished(self.tracking_uri, self.run_id, status, error)
+            print(f"nnlab: run {self.run_id} could not be marked {status}: the tracking server "
+                  f"{self.tracking_uri} does not answer. Noted in {UNFINISHED.resolve()}; the "
+                  "next nnlab job against that server marks it.", file=sys.stderr, flush=True)
+
+    def _finish(self, run_id: str, status: str, error: BaseException | str | None) -> None:
+        """Set a run's final state, after the error's text when there is one."""
         if error is not None:
             import traceback
 
-            text = "".join(traceback.format_exception(error))
-            self.set_tags({tags.ERROR: f"{type(error).__name__}: {error}"[:5000]})
-            self.log_text(text, "error.txt")
-        self.client.set_terminated(self.run_id, status)
+            if isinstance(error, str):
+                text, first = error, error.strip().splitlines()[-1]
+            else:
+                text = "".join(traceback.format_exception(error))
+                first = f"{type(error).__name__}: {error}"
+            self.write(self.client.log_batch, run_id, tags=[RunTag(tags.ERROR, first[:5000])])
+            self.write(self.client.log_text, run_id, text, "error.txt")
+        self.write(self.client.set_terminated, run_id, status)
+
+    def close_unfinished(self) -> None:
+        """Close the runs of this server that a job could not close when it lost the server:
+        those still RUNNING get the final state and error text that job meant to give them."""
+        if not UNFINISHED.exists():
+            return
+        with open(UNFINISHED, "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            notes = [json.loads(line) for line in handle if line.strip()]
+            keep = [note for note in notes
+                    if note["uri"] != self.tracking_uri or not self._close(note)]
+            handle.seek(0)
+            handle.truncate()
+            handle.writelines(json.dumps(note) + "\n" for note in keep)
+
+    def _close(self, note: dict[str, Any]) -> bool:
+        """True when the noted run is settled (closed now, already closed, or deleted)."""
+        try:
+            if self.client.get_run(note["run_id"]).info.status != "RUNNING":
+                return True
+            self._finish(note["run_id"], note["status"], note["error"])
+        except MlflowException as err:
+            return http_status(err) == 404
+        except TrackingError:
+            return False
+        print(f"nnlab: run {note['run_id']} marked {note['status']} (its job lost the tracking "
+              "server earlier)", file=sys.stderr, flush=True)
+        return True
 
 
-def store_message(tracking_uri: str, err: BaseException) -> str:
+def remember_unfinished(tracking_uri: str, run_id: str, status: str,
+                        error: BaseException | None) -> None:
+    import traceback
+
+    text = "".join(traceback.format_exception(error)) if error is not None else None
+    UNFINISHED.parent.mkdir(parents=True, exist_ok=True)
+    with open(UNFINISHED, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(json.dumps({"uri": tracking_uri, "run_id": run_id, "status": status,
+                                 "error": text}) + "\n")
+
+
+def store_message(tracking_uri: str, err: BaseException, experiment: str | None = None,
+                  run_id: str | None = None, retried_s: float = 0.0) -> str:
     """One paragraph: which store failed, why, and what to do."""
     text = str(err).strip()
     cause = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
-    if tracking_uri.startswith(("http://", "https://")):
-        import re
-
-        found = re.search(r"\[Errno -?\d+\] [^'\"()]+", text)
-        tries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) + 1
-        cause = f"{found.group(0).strip() if found else cause[:200]}; gave up after {tries} tries"
-        hint = ("Is the tracking server running and reachable? Start it (mlflow server ...) or "
-                "set mlflow.tracking_uri to a local store, e.g. sqlite:///mlruns/mlflow.db.")
-        what = "cannot reach the MLflow tracking server"
+    if is_server(tracking_uri):
+        return server_message(tracking_uri, err, experiment, run_id, retried_s)
     else:
         hint = ("Check that the folder exists or can be created, or set mlflow.tracking_uri "
                 "(and mlflow.artifact_root) to another place.")
         what = "cannot open or create the MLflow store"
     return f"mlflow.tracking_uri={tracking_uri}: {what} ({cause[:300]}). {hint}"
+
+
+def server_message(tracking_uri: str, err: BaseException, experiment: str | None,
+                   run_id: str | None, retried_s: float) -> str:
+    """One paragraph for a tracking server: unreachable, credentials refused (401), or the user
+    lacks a permission (403)."""
+    import re
+
+    status = http_status(err)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    where = f"mlflow.tracking_uri={tracking_uri}"
+    if status == 401:
+        who = f"user '{user}' with the password given" if user else \
+            "no credentials (MLFLOW_TRACKING_USERNAME is not set)"
+        return (f"{where}: the tracking server refused {who} (HTTP 401: not authenticated). "
+                "Set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account on that "
+                "server (its admin creates accounts), then start again.")
+    if status == 403:
+        action = "write to" if run_id or "runs/create" in str(err) else "read"
+        return (f"{where}: user '{user}' may not {action} experiment '{experiment}' (HTTP 403: "
+                "permission denied; new users get READ on others' experiments). Ask the "
+                "experiment's owner or the server's admin for EDIT on it, or log to an "
+                "experiment of your own: mlflow.experiment_name=<new name> (its creator may "
+                "manage it).")
+    errno = re.search(r"\[Errno -?\d+\] [^'\"()]+", str(err))
+    if status is None or status >= 500:
+        tries = int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]) + 1
+        cause = errno.group(0).strip() if errno else f"HTTP {status}" if status else \
+            str(err).strip()[:200]
+        if run_id:
+            return (f"{where}: lost the MLflow tracking server while logging run {run_id} "
+                    f"({cause}; retried for {retried_s:.0f} s, ${RETRY_ENV}). The run stopped; "
+                    "it is marked FAILED once the server answers again. Is the server running "
+                    "(python -m nnlab.server ...)?")
+        return (f"{where}: cannot reach the MLflow tracking server ({cause}; gave up after "
+                f"{tries} tries). Is the tracking server running and reachable? Start it "
+                "(python -m nnlab.server ...) or set mlflow.tracking_uri to a local store, e.g. "
+                "sqlite:///mlruns/mlflow.db.")
+    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    return f"{where}: the tracking server answered HTTP {status}: {first}"
 
 
 def resume_target(tracker: Tracker, spec: str, overrides: list[str]) -> tuple[Any, Path, Any]:

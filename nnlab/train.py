@@ -76,6 +76,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     from nnlab.resume import ResumeState, resume_exact
     from nnlab.run import closing_line, run_life, run_tags
     from nnlab.tracking import flatten
+    from nnlab.trained import log_trained_model
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
@@ -137,6 +138,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             raise KeyboardInterrupt("training interrupted")
         monitored = float(trainer.callback_metrics[module.monitor])
         trainer.test(module, datamodule=datamodule, verbose=False)
+        log_trained_model(tracker, module.model, datamodule)
         for logger in trainer.loggers:
             logger.finalize("success")
     print(closing_line(tracker, cfg, module.monitor, monitored, trainer.callback_metrics),
