@@ -6,8 +6,10 @@ and writes checkpoints (nnlab's logger and Checkpointer are rank-zero only)."""
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from omegaconf import DictConfig
@@ -47,10 +49,25 @@ def job_command_for_ranks(overrides: Sequence[str]) -> None:
     sys.argv = [sys.argv[0], *flags, *overrides]
 
 
-def end_process_group() -> None:
-    """Close this job's DDP process group, so the next job of a sweep run in this process starts
-    its own (Lightning leaves it open, bound to the ranks that have now exited)."""
-    import torch.distributed as dist
+# What Lightning's DDP launcher writes into rank 0's environment for its ranks to find it.
+LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+
+@contextmanager
+def ddp_job() -> Iterator[None]:
+    """One job's DDP life in this process: afterwards its process group is closed and the
+    launcher's variables are put back, so the next job of a sweep launches its own ranks
+    (with LOCAL_RANK left set, Lightning would wait for ranks started by someone else)."""
+    saved = {key: os.environ.get(key) for key in LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

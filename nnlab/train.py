@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -26,15 +25,6 @@ def open_tracker(cfg: DictConfig):
         raise ConfigError(str(err)) from None
 
 
-@contextmanager
-def ending(cleanup: Callable[[], None]) -> Iterator[None]:
-    """Call `cleanup` on the way out, whatever happened inside."""
-    try:
-        yield
-    finally:
-        cleanup()
-
-
 def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
         extra_tags: dict[str, str] | None = None, sweep_dir: str | Path | None = None) -> float:
     """Train and test one configuration (or continue the run `resume=` names); return the
@@ -53,8 +43,8 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     import lightning.pytorch as pl
 
     from nnlab.distributed import (
+        ddp_job,
         devices_and_strategy,
-        end_process_group,
         is_child_rank,
         job_command_for_ranks,
     )
@@ -108,7 +98,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     checkpointer = Checkpointer(ckpt_path, int(cfg.checkpoint.every_n_steps))
     if strategy.startswith("ddp") and sweep_dir is not None:
         job_command_for_ranks(overrides)
-    with run_life(tracker, checkpointer.request_stop, ckpt_path), ending(end_process_group):
+    with run_life(tracker, checkpointer.request_stop, ckpt_path), ddp_job():
         if run_info is None:
             tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
             tracker.log_text("\n".join(overrides) + "\n", "overrides.txt")
