@@ -136,6 +136,7 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
     from nnlab.tags import CHECKPOINT as CHECKPOINT_TAG
     from nnlab.tags import CONFIG_HASH as CONFIG_HASH_TAG
     from nnlab.tags import PARENT as PARENT_TAG
+    from nnlab.tags import SWEEP_ID
     from nnlab.train import open_tracker, run
 
     if not cfg.get("sweep", {}).get("resume") or cfg.get("resume"):
@@ -154,8 +155,8 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
             return value, "skipped"
     # Runs of this very sweep may still be running (another rank of this job, a twin job):
     # only an earlier sweep's unfinished runs are resumed or superseded.
-    sweep_id = tags.get("nnlab.sweep_id")
-    found = [r for r in found if sweep_id is None or r.data.tags.get("nnlab.sweep_id") != sweep_id]
+    sweep_id = tags.get(SWEEP_ID)
+    found = [r for r in found if sweep_id is None or r.data.tags.get(SWEEP_ID) != sweep_id]
     for prev in found:  # an earlier sweep that was killed: its parent run ends KILLED
         parent = prev.data.tags.get(PARENT_TAG)
         if prev.info.status != "FINISHED" and parent and \
