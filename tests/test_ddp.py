@@ -42,3 +42,44 @@ def test_a_sweep_of_two_process_jobs_lands_one_run_per_job(all_runs, run_cli,
     runs = all_runs(tmp_path)
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_sigterm_stops_every_rank_and_resume_finishes_the_same_run(
+    all_runs, store_uri, tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    args = [*DDP, "trainer.max_epochs=4", "checkpoint.every_n_steps=5",
+            "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    job = subprocess.Popen([sys.executable, "-m", "nnlab", *args], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while True:  # wait for a checkpoint and a few logged steps, then stop rank 0
+        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+        runs = all_runs(tmp_path) if (tmp_path / "mlruns" / "mlflow.db").exists() else []
+        if runs and Path(runs[0].data.tags["nnlab.checkpoint"]).is_file():
+            steps = MlflowClient(store_uri(tmp_path)).get_metric_history(
+                runs[0].info.run_id, "train/loss_step")
+            if len(steps) >= 8:
+                break
+        time.sleep(0.5)
+    job.send_signal(signal.SIGTERM)
+    out, err = job.communicate(timeout=300)
+    assert job.returncode == 130, err[-3000:]
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "KILLED"
+
+    resumed = subprocess.run([sys.executable, "-m", "nnlab", f"resume={run.info.run_id}"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run,) = all_runs(tmp_path)
+    assert run.info.status == "FINISHED" and "test/acc" in run.data.metrics
+    epochs = MlflowClient(store_uri(tmp_path)).get_metric_history(run.info.run_id, "val/acc")
+    assert len(epochs) == 4, "every epoch once, across the stop"
