@@ -104,7 +104,9 @@ def runs_of(server: Server, experiment: str) -> list[dict]:
         return []
     exp_id = found.json()["experiment"]["experiment_id"]
     answer = rest(server, "POST", "runs/search", json={"experiment_ids": [exp_id]})
-    return answer.json().get("runs", [])
+    return [run for run in answer.json().get("runs", [])  # a sweep's parent run left out
+            if {"key": "mlflow.source.name", "value": "nnlab sweep"} not in run["data"].get(
+                "tags", [])]
 
 
 def artifact_paths(server: Server, run_id: str, path: str = "") -> set[str]:
