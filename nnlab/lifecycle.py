@@ -19,7 +19,9 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from nnlab.tracking import CHECKPOINT_TAG, Tracker, TrackingError
+from nnlab.tracking import CHECKPOINT_TAG, Tracker, TrackingError, is_server
+
+SERVER_FLUSH_S = 5.0  # a tracking server's request costs ~0.1 s: step values wait up to this
 
 
 class Diverged(RuntimeError):
@@ -180,6 +182,8 @@ class MlflowRunLogger(Logger):
         super().__init__()
         self.tracker = tracker
         self.flush_every = flush_every
+        self.min_interval_s = SERVER_FLUSH_S if is_server(tracker.tracking_uri) else 0.0
+        self._flushed = time.monotonic()
         self._pending: list[Metric] = []
         self._logged = dict(logged or {})  # a resumed run's last step per key: not logged twice
 
@@ -211,10 +215,13 @@ class MlflowRunLogger(Logger):
                 continue
             epoch_end |= not key.endswith("_step")
             self._pending.append(Metric(key, float(value), now, step or 0))
-        if epoch_end or len(self._pending) >= self.flush_every:
+        due = len(self._pending) >= self.flush_every and \
+            time.monotonic() - self._flushed >= self.min_interval_s
+        if epoch_end or due or len(self._pending) >= 1000:
             self.flush()
 
     def flush(self) -> None:
+        self._flushed = time.monotonic()
         while self._pending:
             batch, self._pending = self._pending[:1000], self._pending[1000:]
             self.tracker.log_batch(metrics=batch)
