@@ -6,6 +6,7 @@ local sqlite store, side by side; figures appended to bench/results.md.
 
 requests  one log_batch of 50 metric values (nnlab's flush size) and of 1 value: sqlite vs the
           server, with the server's credential cache on (nnlab's default) and off (MLflow's)
+logger    time a step spends in nnlab's Lightning logger logging every step: sqlite vs server
 epoch     nnlab epoch (LeNet-5, MNIST, CPU) logging every step vs never, on sqlite and the server
 model     the trained model at the end of a run: state_dict + info.json artifacts (what nnlab
           logs) vs MLflow's PyTorch flavour (log_model with input example and signature)
@@ -104,6 +105,44 @@ def requests_section(server: Server, repeats: int) -> list[str]:
         *[f"| {name} | {t['50']:.1f} | {t['1']:.1f} | {1000 * t['50'] / 50:.0f} us |"
           for name, t in rows.items()],
     ]
+
+
+# -- logger -------------------------------------------------------------------------------------
+def logger_ms_per_step(uri: str, steps: int) -> float:
+    """Milliseconds a training step spends in nnlab's Lightning logger (MlflowRunLogger) when it
+    logs train/loss_step and train/acc_step every step: batched, one log_batch per 50 values."""
+    sys.path.insert(0, str(REPO))
+    from nnlab.lifecycle import MlflowRunLogger
+    from nnlab.tracking import Tracker
+
+    tracker = Tracker(uri, f"bench-{secrets.token_hex(4)}")
+    tracker.start("logger", {}, {})
+    logger = MlflowRunLogger(tracker)
+    start = time.perf_counter()
+    for step in range(steps):
+        logger.log_metrics({"train/loss_step": 1.0 / (step + 1), "train/acc_step": 0.5}, step)
+    logger.flush()
+    spent = time.perf_counter() - start
+    tracker.end("FINISHED")
+    return 1000 * spent / steps
+
+
+def logger_section(server: Server, repeats: int, steps: int = 1000) -> list[str]:
+    os.environ.update(CREDS)
+    seen: dict[str, list[float]] = {"sqlite": [], "server": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            seen["sqlite"].append(logger_ms_per_step(f"sqlite:///{tmp}/mlflow.db", steps))
+            seen["server"].append(logger_ms_per_step(server.url, steps))
+    med = {k: statistics.median(v) for k, v in seen.items()}
+    step_ms = 11.0  # a LeNet-5 MNIST CPU step here (bench/results.md, quiet run of 2026-11-23)
+    return [f"### nnlab's logger alone, logging every step ({steps} steps x 2 values in a tight "
+            "loop; sqlite: one log_batch per 50 values; server: per 50 values once 5 s have "
+            f"passed, else per 1000; median of {repeats})", "",
+            "| store | ms a step | vs an ~11 ms LeNet-5 CPU step | each repeat |",
+            "|---|---|---|---|",
+            *[f"| {k} | {v:.2f} | {100 * v / step_ms:+.1f}% | "
+              f"{' '.join(f'{x:.2f}' for x in seen[k])} |" for k, v in med.items()]]
 
 
 # -- epoch ----------------------------------------------------------------------------------------
@@ -219,7 +258,7 @@ def model_section(server: Server, repeats: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="requests,epoch,model")
+    parser.add_argument("--only", default="requests,logger,epoch,model")
     parser.add_argument("--data", default=os.environ.get("NNLAB_DATA",
                                                          str(REPO.parent / "shared" / "data")))
     parser.add_argument("--batches", type=int, default=200)
@@ -236,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
              f"(PostgreSQL + MLflow basic-auth, 2 workers) on 127.0.0.1; load average at start "
              f"{os.getloadavg()[0]:.1f}", ""]
     sections = {"requests": lambda: requests_section(server, 4 * args.repeats),
+                "logger": lambda: logger_section(server, args.repeats),
                 "epoch": lambda: epoch_section(server, str(Path(args.data).resolve()),
                                                args.batches, args.repeats),
                 "model": lambda: model_section(server, args.repeats)}
