@@ -112,7 +112,7 @@ def logger_ms_per_step(uri: str, steps: int) -> float:
     """Milliseconds a training step spends in nnlab's Lightning logger (MlflowRunLogger) when it
     logs train/loss_step and train/acc_step every step: batched, one log_batch per 50 values."""
     sys.path.insert(0, str(REPO))
-    from nnlab.lifecycle import MlflowRunLogger
+    from nnlab.logger import MlflowRunLogger
     from nnlab.tracking import Tracker
 
     tracker = Tracker(uri, f"bench-{secrets.token_hex(4)}")
