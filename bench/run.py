@@ -313,10 +313,11 @@ def ddp(root: str, batches: int, devices: int = 2) -> list[str]:
     return [f"### DDP on the CPU (gloo): LeNet-5, MNIST, {batches} global batches of 64", "",
             "| processes | epoch s | whole command s | test/acc |", "|---|---|---|---|", *rows,
             "", f"- {devices} processes / 1 process, epoch time: "
-            f"**{seconds[devices] / seconds[1]:.2f}x** on {os.cpu_count()} cores "
-            f"({gpus} CUDA devices here). Each rank computes half of each batch, but on 2 cores "
-            "the single process already uses both (intra-op threads), so DDP adds its gradient "
-            "all-reduce and a second process's overhead and cannot be faster here."]
+            f"**{seconds[devices] / seconds[1]:.2f}x** on {os.cpu_count()} cores, "
+            f"{gpus} CUDA devices; load average {os.getloadavg()[0]:.1f} at the end. Each rank "
+            "computes half of each batch, but one process already uses every core (intra-op "
+            "threads), so on a CPU DDP adds a gradient all-reduce per step and a second "
+            "process's overhead; expect no speed-up here, and distrust figures taken under load."]
 
 
 def gpu(root: str, epochs: int) -> list[str]:
