@@ -106,9 +106,22 @@ def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return t.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _add(a: torch.Tensor, b: torch.Tensor, alphas: Sequence[float],
+         out: torch.Tensor | None = None) -> torch.Tensor:
+    """a + alpha_m * b per member m, with torch's own `add(alpha=)` kernel (its rounding, fused
+    or not, is the solo optimiser's): one call when the members share alpha, else one per
+    member. Written into `out` when given."""
+    if len(set(alphas)) == 1:
+        return a.add(b, alpha=alphas[0]) if out is None else out.copy_(a.add(b, alpha=alphas[0]))
+    out = torch.empty_like(a) if out is None else out
+    for m, alpha in enumerate(alphas):
+        torch.add(a[m], b[m], alpha=alpha, out=out[m])
+    return out
+
+
 class PackedSGD(torch.optim.Optimizer):
     """torch.optim.SGD's update (weight decay, momentum, dampening, nesterov) on stacked
-    parameters, with per-member lr, momentum and weight decay."""
+    parameters, with per-member lr, momentum and weight decay, op for op as torch's."""
 
     def __init__(self, params: Sequence[torch.Tensor], lr: Sequence[float],
                  momentum: Sequence[float], weight_decay: Sequence[float],
@@ -128,7 +141,7 @@ class PackedSGD(torch.optim.Optimizer):
                     continue
                 grad = p.grad
                 if any(self.weight_decay):
-                    grad = grad + _per_member(self.weight_decay, p) * p
+                    grad = _add(grad, p, self.weight_decay)
                 if any(self.momentum):
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
@@ -137,15 +150,14 @@ class PackedSGD(torch.optim.Optimizer):
                     else:
                         buf.mul_(_per_member(self.momentum, p)).add_(
                             grad, alpha=1 - group["dampening"])
-                    grad = grad + _per_member(self.momentum, p) * buf if group["nesterov"] \
-                        else buf
-                p.sub_(_per_member(self.lr, p) * grad)
+                    grad = _add(grad, buf, self.momentum) if group["nesterov"] else buf
+                _add(p, grad, [-lr for lr in self.lr], out=p)
         return loss
 
 
 class PackedAdam(torch.optim.Optimizer):
     """torch.optim.Adam's (or AdamW's, `decoupled`) update on stacked parameters, with
-    per-member lr and weight decay."""
+    per-member lr and weight decay, op for op as torch's."""
 
     def __init__(self, params: Sequence[torch.Tensor], lr: Sequence[float],
                  weight_decay: Sequence[float], betas: Sequence[float] = (0.9, 0.999),
@@ -174,16 +186,20 @@ class PackedAdam(torch.optim.Optimizer):
                 step = state["step"]
                 if any(self.weight_decay):
                     if self.decoupled:
-                        p.mul_(1 - _per_member([lr * wd for lr, wd in
-                                                zip(self.lr, self.weight_decay, strict=True)], p))
+                        p.mul_(_per_member([1 - lr * wd for lr, wd in
+                                            zip(self.lr, self.weight_decay, strict=True)], p))
                     else:
-                        grad = grad + _per_member(self.weight_decay, p) * p
+                        grad = _add(grad, p, self.weight_decay)
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 exp_avg.lerp_(grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                step_size = _per_member([lr / (1 - beta1**step) for lr in self.lr], p)
                 denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(group["eps"])
-                p.sub_(step_size * exp_avg / denom)
+                step_sizes = [lr / (1 - beta1**step) for lr in self.lr]
+                if len(set(step_sizes)) == 1:
+                    p.addcdiv_(exp_avg, denom, value=-step_sizes[0])
+                else:
+                    for m, size in enumerate(step_sizes):
+                        p[m].addcdiv_(exp_avg[m], denom[m], value=-size)
         return loss
 
 
