@@ -527,6 +527,8 @@ class Member:
     error: str | None = None
     result: float = math.nan
     model: nn.Module | None = None
+    summary: str = ""
+    open: bool = False  # its MLflow run is open
 
 
 def build_members(members: Sequence[Member]) -> tuple[list[Any], list[Any], list[torch.Generator]]:
@@ -581,84 +583,116 @@ def pack_trainer(cfg: DictConfig, root: Path, **overrides: Any) -> pl.Trainer:
         num_sanity_val_steps=0, **settings)
 
 
-def run_pack(members: Sequence[Member], pack_id: str) -> PackedModule:
-    """Train the members as one pack, each into its own MLflow run; sets each member's `result`
-    (the monitored metric) or `error`; returns the trained pack."""
-    import signal
+def members_that_fit(built: tuple[list[Any], list[Any], list[torch.Generator]],
+                     device: torch.device) -> int:
+    """How many members fit half the device's free memory: per member its parameters with their
+    gradients and two optimiser states, its activations for one batch (forward and backward),
+    and its own copy of the data splits."""
+    import os
 
-    from omegaconf import OmegaConf as OC
+    datamodules, modules, _ = built
+    model, dm = modules[0].model, datamodules[0]
+    outputs: list[int] = []
+    handles = [m.register_forward_hook(lambda mod, i, out: outputs.append(out.numel()))
+               for m in model.modules() if not list(m.children())]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, *dm.info.input_shape))
+    model.train()
+    for handle in handles:
+        handle.remove()
+    params = sum(p.numel() for p in model.parameters())
+    per_member = 4 * (4 * params + 3 * sum(outputs) * dm.batch_size) + dm.nbytes()
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, free // 2 // per_member)
 
+
+def _start_run(member: Member, pack_id: str, pack_size: int) -> None:
+    """Open the member's MLflow run with the params, tags and artifacts a solo run logs first."""
     from nnlab.lifecycle import MlflowRunLogger
     from nnlab.tracking import flatten
     from nnlab.train import open_tracker, run_tags
 
-    datamodules, modules, generators = build_members(members)
-    for m, member in enumerate(members):
-        member.model = modules[m].model
-        num_params = sum(p.numel() for p in member.model.parameters())
-        member.tracker = open_tracker(member.cfg)
-        params = flatten(OC.to_container(member.cfg, resolve=True))
-        params["model.num_params"] = num_params
-        tags = {**run_tags(member.cfg, member.overrides, member.tags), PACK_TAG: pack_id,
-                "nnlab.pack_size": str(len(members)), "nnlab.instruments": "off in a pack"}
-        member.tracker.start(member.cfg.mlflow.run_name, params, tags)
-        member.tracker.log_text(OC.to_yaml(member.cfg, resolve=True), "config.yaml")
-        member.tracker.log_text("\n".join(member.overrides) + "\n", "overrides.txt")
-        member.tracker.log_text(member.summary, "model_summary.txt")
-        member.tracker.log_metrics({"model/params": num_params})
-        member.logger = MlflowRunLogger(member.tracker)
+    num_params = sum(p.numel() for p in member.model.parameters())
+    member.tracker = open_tracker(member.cfg)
+    params = flatten(OmegaConf.to_container(member.cfg, resolve=True))
+    params["model.num_params"] = num_params
+    tags = {**run_tags(member.cfg, member.overrides, member.tags), PACK_TAG: pack_id,
+            "nnlab.pack_size": str(pack_size), "nnlab.instruments": "off in a pack"}
+    member.tracker.start(member.cfg.mlflow.run_name, params, tags)
+    member.open = True
+    member.tracker.log_text(OmegaConf.to_yaml(member.cfg, resolve=True), "config.yaml")
+    member.tracker.log_text("\n".join(member.overrides) + "\n", "overrides.txt")
+    member.tracker.log_text(member.summary, "model_summary.txt")
+    member.tracker.log_metrics({"model/params": num_params})
+    member.logger = MlflowRunLogger(member.tracker)
+
+
+def _end_run(member: Member, status: str, error: BaseException | None = None) -> None:
+    member.open = False
+    if member.logger is not None:
+        member.logger.flush()
+    if error is not None:
+        member.error = f"{type(error).__name__}: {error}"
+    member.tracker.end(status, error)
+
+
+def run_pack(members: Sequence[Member], pack_id: str,
+             built: tuple[list[Any], list[Any], list[torch.Generator]] | None = None,
+             ) -> PackedModule:
+    """Train the members as one pack, each into its own MLflow run; sets each member's `result`
+    (the monitored metric) or `error`; returns the trained pack. `built`: build_members' result
+    when the caller built the members already. Every run it opened ends FINISHED, FAILED
+    (diverged alone, or the pack failed) or KILLED (Ctrl-C / SIGTERM)."""
+    import signal
+
+    from nnlab.lifecycle import Diverged
+
+    datamodules, modules, generators = built or build_members(members)
 
     def log(m: int, values: dict[str, float], step: int) -> None:
         members[m].logger.log_metrics(values, step)
 
     def diverged(m: int, message: str) -> None:
-        from nnlab.lifecycle import Diverged
-
-        member = members[m]
-        member.logger.flush()
-        member.tracker.set_tags({"diverged": "true"})
-        member.error = f"Diverged: {message}"
-        try:
-            raise Diverged(message)
-        except Diverged as err:
-            member.tracker.end("FAILED", err)
-        print(f"nnlab: pack {pack_id}: run {member.tracker.run_id} diverged and ended FAILED "
+        members[m].tracker.set_tags({"diverged": "true"})
+        _end_run(members[m], "FAILED", Diverged(message))
+        print(f"nnlab: pack {pack_id}: run {members[m].tracker.run_id} diverged and ended FAILED "
               f"(the others go on): {message}", file=sys.stderr, flush=True)
-
-    module, train, val, test = make_pack(members, datamodules, modules, generators,
-                                         MemberHooks(log, diverged))
-    trainer = pack_trainer(members[0].cfg, members[0].output_dir.parent)
-    open_members = [m for m in members]
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        for m, member in enumerate(members):
+            member.model = modules[m].model
+            _start_run(member, pack_id, len(members))
+        module, train, val, test = make_pack(members, datamodules, modules, generators,
+                                             MemberHooks(log, diverged))
+        trainer = pack_trainer(members[0].cfg, members[0].output_dir.parent)
         trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         trainer.test(module, dataloaders=test, verbose=False)
-        alive = module.alive.tolist()
-        for m, member in enumerate(open_members):
-            if not alive[m]:
+        for m, member in enumerate(members):
+            if not member.open:
                 continue
-            member.logger.finalize("success")
-            member.tracker.end("FINISHED")
+            _end_run(member, "FINISHED")
             member.result = float(module.last[m].get(module.monitor, math.nan))
-            test_scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(module.last[m].items())
-                                   if k.startswith("test/"))
+            scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(module.last[m].items())
+                              if k.startswith("test/"))
             print(f"nnlab: run '{member.cfg.mlflow.run_name}' FINISHED "
                   f"({member.tracker.run_id}) in pack {pack_id}: {module.monitor}="
-                  f"{member.result:.4f} {test_scores}", flush=True)
+                  f"{member.result:.4f} {scores}", flush=True)
         return module
     except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt | SystemExit) else "FAILED"
-        alive = module.alive.tolist()
-        for m, member in enumerate(open_members):
-            if alive[m]:
-                member.logger.flush()
-                member.tracker.end(status, err)
+        killed = isinstance(err, KeyboardInterrupt | SystemExit)
+        for member in members:
+            if member.open:
+                _end_run(member, "KILLED" if killed else "FAILED", err)
+            elif member.tracker is None:
                 member.error = f"{type(err).__name__}: {err}"
         raise
     finally:
