@@ -57,6 +57,18 @@ def check_pack_against_solo(tmp: Path, steps: int, variants: list[list[str]]) ->
         inits.append(member.model.state_dict())  # the member's own untrained init draw
         assert worst_relative_difference(packed, solo) <= TOLERANCE, variants[m]
         assert member.error is None and member.tracker is not None
+    # each member's MLflow run holds the metrics its solo run logged
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+    runs = client.search_runs([members[0].tracker.experiment_id])
+    for member in members:
+        packed = client.get_run(member.tracker.run_id)
+        twin = next(r for r in runs if PACK_TAG not in r.data.tags
+                    and r.data.tags["nnlab.overrides"] == " ".join(member.overrides))
+        assert packed.data.tags[PACK_TAG] == "test-pack" and packed.info.status == "FINISHED"
+        for key in ("train/loss_epoch", "val/loss", "val/acc", "test/loss", "test/acc"):
+            assert packed.data.metrics[key] == pytest.approx(twin.data.metrics[key], rel=1e-4)
     # the check has teeth: training moved every member away from its init
     for init, solo in zip(inits, solos, strict=True):
         assert worst_relative_difference(init, solo) > 100 * TOLERANCE
