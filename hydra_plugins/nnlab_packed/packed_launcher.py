@@ -42,6 +42,7 @@ class PackedLauncherConf:
     _target_: str = "hydra_plugins.nnlab_packed.packed_launcher.PackedLauncher"
     max_members: int = 64  # a larger pack splits (also when it would not fit the memory)
     pack_convs_on_cpu: bool = False  # CNNs are compute-bound on a CPU: solo runs are as fast
+    cpu_threads: int = 1  # torch intra-op threads while a pack trains on the CPU (0: unchanged)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf,
@@ -96,8 +97,10 @@ def plan(jobs: Sequence[Job]) -> list[list[Job]]:
 
 
 class PackedLauncher(Launcher):
-    def __init__(self, max_members: int = 64, pack_convs_on_cpu: bool = False) -> None:
+    def __init__(self, max_members: int = 64, pack_convs_on_cpu: bool = False,
+                 cpu_threads: int = 1) -> None:
         super().__init__()
+        self.cpu_threads = cpu_threads or None
         self.max_members = max_members
         self.pack_convs_on_cpu = pack_convs_on_cpu
         self.config: DictConfig | None = None
@@ -192,7 +195,7 @@ class PackedLauncher(Launcher):
             part = slice(start, start + size)
             name = pack_id if size >= len(group) else f"{pack_id}.{start // size}"
             try:
-                run_pack(members[part], name, tuple(b[part] for b in built))
+                run_pack(members[part], name, tuple(b[part] for b in built), self.cpu_threads)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # the members' runs are FAILED; the sweep goes on
