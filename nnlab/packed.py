@@ -345,6 +345,7 @@ class PackedModule(pl.LightningModule):
         self.sums: dict[str, StageSums] = {}
         self.epoch_start = 0.0
         self.last: dict[int, dict[str, float]] = {m: {} for m in range(self.size)}
+        self.held: dict[int, dict[str, float]] = {}
 
     @property
     def monitor(self) -> str:
@@ -443,10 +444,17 @@ class PackedModule(pl.LightningModule):
     def _log_members(self, stage: str, step: int, extra: dict[str, float] | None = None) -> None:
         alive = self.alive.tolist()
         for m, values in enumerate(self._epoch_values(stage)):
+            values.update(self.held.pop(m, {}))
             if alive[m] and values:
                 values.update(extra or {})
                 self.last[m].update(values)
                 self.hooks.log(m, values, step)
+
+    def _hold_members(self, stage: str) -> None:
+        """Keep this stage's epoch values to log with the next stage's (one store write a member
+        an epoch: validation ends just before the training epoch does, at the same step)."""
+        for m, values in enumerate(self._epoch_values(stage)):
+            self.held.setdefault(m, {}).update(values)
 
     # -- Lightning hooks -------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
@@ -502,7 +510,7 @@ class PackedModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             self.sums.pop("val", None)
             return
-        self._log_members("val", self.global_step - 1)
+        self._hold_members("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_members("test", self.global_step)
