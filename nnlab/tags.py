@@ -17,3 +17,4 @@ GIT_COMMIT = "mlflow.source.git.commit"
 PARENT = "mlflow.parentRunId"  # nests a sweep's jobs under the sweep's run in the UI
 CONFIG_HASH = "nnlab.config_hash"  # the composed config minus volatile keys (sweep.resume)
 RESUME_EXACT = "nnlab.resume_exact"  # false where a resumed run cannot repeat the straight run
+PACK = "nnlab.pack"  # the pack a packed sweep member trained in (hydra/launcher=packed)

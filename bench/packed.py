@@ -1,0 +1,82 @@
+"""Packed sweeps vs the basic launcher: the same sweep, both ways, in one run; ratios of the jobs'
+span (first MLflow run's start to last run's end) and of the wall clock.
+
+    python bench/packed.py [--only mlp,deep_mlp,lenet5] [--repeats R] [--out bench/results.md]
+
+mlp       16 jobs: model=mlp dataset=moons init=xavier_normal,kaiming_normal seed=0..7, 50 epochs
+deep_mlp  8 jobs: model=deep_mlp optimizer.lr=0.01 init=xavier_normal,kaiming_normal seed=0..3,
+          digits, 10 epochs
+lenet5    the same 8 jobs with model=lenet5 (packed with hydra.launcher.pack_convs_on_cpu=true)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import REPO, instruments_off, nnlab_run  # noqa: E402
+
+INITS = "init=xavier_normal,kaiming_normal"
+SWEEPS = {
+    "mlp": ("16 jobs: mlp on moons, 2 inits x 8 seeds, 50 epochs",
+            ["model=mlp", "dataset=moons", INITS, "seed=range(0,8)", "trainer.max_epochs=50"]),
+    "deep_mlp": ("8 jobs: deep_mlp on digits, lr 0.01, 2 inits x 4 seeds, 10 epochs",
+                 ["model=deep_mlp", "dataset=digits", "optimizer.lr=0.01", INITS,
+                  "seed=range(0,4)", "trainer.max_epochs=10"]),
+    "lenet5": ("8 jobs: LeNet-5 on digits, lr 0.01, 2 inits x 4 seeds, 10 epochs",
+               ["model=lenet5", "dataset=digits", "optimizer.lr=0.01", INITS, "seed=range(0,4)",
+                "trainer.max_epochs=10"]),
+}
+PACKED = ["hydra/launcher=packed", "hydra.launcher.pack_convs_on_cpu=true"]
+
+
+def compare(name: str, repeats: int) -> list[str]:
+    title, args = SWEEPS[name]
+    args = ["-m", *args, *instruments_off()]
+    basic, packed = [], []
+    for _ in range(repeats):  # alternated, so both see the same load
+        basic.append(nnlab_run(args))
+        packed.append(nnlab_run([*args, *PACKED]))
+
+    def median(runs: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    bs, ps, bw, pw = (median(basic, "span_s"), median(packed, "span_s"), median(basic, "wall_s"),
+                      median(packed, "wall_s"))
+    return [f"### Packed sweep: {title} (median of {repeats})", "",
+            "| launcher | jobs span s | wall s |", "|---|---|---|",
+            f"| basic (one after another) | {bs:.1f} | {bw:.1f} |",
+            f"| packed | {ps:.1f} | {pw:.1f} |", "",
+            f"- **speed-up** packed/basic, jobs span: **{bs / ps:.2f}x**; wall clock "
+            f"{bw / pw:.2f}x"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SWEEPS))
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results.md"))
+    args = parser.parse_args(argv)
+    import torch
+
+    lines = [f"## Packed sweeps {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+             f"- machine: {platform.node()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads; load average at start "
+             f"{os.getloadavg()[0]:.1f}", ""]
+    for name in args.only.split(","):
+        part = compare(name, args.repeats)
+        print("\n".join(part), f"\n(load average now {os.getloadavg()[0]:.1f})\n", flush=True)
+        lines += [*part, f"- load average after it {os.getloadavg()[0]:.1f}", ""]
+    with Path(args.out).open("a") as handle:
+        handle.write("\n".join(lines) + "\n\n")
+    print(f"appended to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

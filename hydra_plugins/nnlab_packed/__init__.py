@@ -1,0 +1,1 @@
+"""nnlab's Hydra launcher plugin: `hydra/launcher=packed` (see packed_launcher.py)."""

@@ -1,0 +1,232 @@
+"""`hydra/launcher=packed`: trains a sweep's same-shape jobs together (nnlab.packed).
+
+Each job's config is composed as the basic launcher composes it. Jobs that differ only in packable
+keys (seed, init, optimiser lr / momentum / weight decay, dropout rate) train as one pack, each
+member into its own MLflow run; every other job runs the normal way, one after another. The
+launcher prints which jobs packed and why the others did not.
+
+No `from __future__ import annotations` here: Hydra scans plugin modules without registering them
+in sys.modules, where dataclasses cannot resolve string annotations.
+"""
+
+import copy
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict, read_write
+
+from nnlab import tags
+
+log = logging.getLogger(__name__)
+PLAN_FILE = "packs.json"  # in the sweep folder: which jobs packed, which ran solo and why
+
+
+@dataclass
+class PackedLauncherConf:
+    _target_: str = "hydra_plugins.nnlab_packed.packed_launcher.PackedLauncher"
+    max_members: int = 64  # a larger pack splits (also when it would not fit the memory)
+    pack_convs_on_cpu: bool = False  # CNNs are compute-bound on a CPU: solo runs are as fast
+    cpu_threads: int = 1  # torch intra-op threads while a pack trains on the CPU (0: unchanged)
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="packed", node=PackedLauncherConf,
+                             provider="nnlab")
+
+
+@dataclass
+class Job:
+    num: int
+    overrides: list[str]
+    config: DictConfig  # with its hydra node
+    task_cfg: DictConfig | None = None
+    reason: str | None = None  # why it runs solo
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """The job's config without its hydra node, as run_job hands it to the task."""
+    task_cfg = copy.deepcopy(config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def plan(jobs: Sequence[Job]) -> list[list[Job]]:
+    """Groups of jobs that can pack (2 or more each); the others get a `reason`."""
+    from nnlab.config import ConfigError, validate
+    from nnlab.packed import pack_key, unpackable
+
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        previous = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(job.config)
+        try:
+            job.task_cfg = task_config(job.config)
+            validate(job.task_cfg)
+            job.reason = unpackable(job.task_cfg)
+            if job.reason is None:
+                groups.setdefault(pack_key(job.task_cfg), []).append(job)
+        except ConfigError:
+            job.reason = "its config is invalid (the job reports why)"
+        finally:
+            HydraConfig.instance().cfg = previous
+    packs = []
+    for group in groups.values():
+        if len(group) == 1:
+            group[0].reason = "no other job of the sweep differs from it only in packable keys"
+        else:
+            packs.append(group)
+    return packs
+
+
+class PackedLauncher(Launcher):
+    def __init__(self, max_members: int = 64, pack_convs_on_cpu: bool = False,
+                 cpu_threads: int = 1) -> None:
+        super().__init__()
+        self.cpu_threads = cpu_threads or None
+        self.max_members = max_members
+        self.pack_convs_on_cpu = pack_convs_on_cpu
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]],
+               initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.hydra_context is not None and self.config is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        jobs = []
+        for i, overrides in enumerate(job_overrides):
+            config = self.hydra_context.config_loader.load_sweep_config(self.config,
+                                                                        list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = initial_job_idx + i
+            jobs.append(Job(initial_job_idx + i, list(overrides), config))
+        packs = plan(jobs)
+        returns: dict[int, JobReturn] = {}
+        packed: list[dict[str, Any]] = []
+        for k, group in enumerate(packs):
+            packed += self._run_group(group, f"{sweep_dir.name}/pack{k}", returns)
+        solo = [job for job in jobs if job.num not in returns]
+        self._report(sweep_dir, packed, solo, final=bool(solo))
+        for job in solo:
+            log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
+            returns[job.num] = self._run_solo(job)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self._report(sweep_dir, packed, solo, final=True)
+        return [returns[job.num] for job in jobs]
+
+    def _run_solo(self, job: Job) -> JobReturn:
+        return run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                       config=job.config, job_dir_key="hydra.sweep.dir",
+                       job_subdir_key="hydra.sweep.subdir")
+
+    def _prepare(self, job: Job) -> tuple[JobReturn, dict[str, Any]]:
+        """Hydra's own job set-up (output folder, .hydra/ files, job callbacks) with a task that
+        only notes what the member's run needs; the pack trains afterwards."""
+        seen: dict[str, Any] = {}
+
+        def note(task_cfg: DictConfig) -> None:
+            hydra_cfg = HydraConfig.get()
+            seen.update(cfg=task_cfg, output_dir=Path(hydra_cfg.runtime.output_dir),
+                        sweep_dir=Path(hydra_cfg.sweep.dir),
+                        overrides=list(hydra_cfg.overrides.task), tags={
+                            tags.EXPERIMENT: str(hydra_cfg.runtime.choices.get("experiment")
+                                                 or "none"),
+                            tags.SWEEP_ID: Path(hydra_cfg.sweep.dir).name,
+                            tags.JOB_NUM: str(hydra_cfg.job.num)})
+
+        ret = run_job(hydra_context=self.hydra_context, task_function=note, config=job.config,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        return ret, seen
+
+    def _run_group(self, group: list[Job], pack_id: str,
+                   returns: dict[int, JobReturn]) -> list[dict[str, Any]]:
+        """Train one group as one or more packs; sets `reason` on jobs that fall back to solo."""
+        import torch
+
+        from nnlab.packed import Member, build_members, members_that_fit, model_unpackable, run_pack
+        from nnlab.sweep import record_job
+
+        prepared = [self._prepare(job) for job in group]
+        members = [Member(seen["cfg"], seen["overrides"], seen["output_dir"], seen["tags"],
+                          sweep_dir=seen["sweep_dir"]) for _, seen in prepared]
+        try:
+            built = build_members(members)
+        except Exception as err:  # e.g. a data set that cannot load: each solo job says why
+            for job in group:
+                job.reason = f"building the pack failed ({type(err).__name__})"
+            return []
+        cfg = members[0].cfg
+        gpu = torch.cuda.is_available() and str(cfg.accelerator.accelerator) != "cpu"
+        device = torch.device("cuda" if gpu else "cpu")
+        reason = model_unpackable(built[1][0].model, device, self.pack_convs_on_cpu)
+        if reason is not None:
+            for job in group:
+                job.reason = reason
+            return []
+        size = min(self.max_members, members_that_fit(built, device))
+        done = []
+        for start in range(0, len(group), size):
+            part = slice(start, start + size)
+            name = pack_id if size >= len(group) else f"{pack_id}.{start // size}"
+            try:
+                run_pack(members[part], name, tuple(b[part] for b in built), self.cpu_threads)
+            except KeyboardInterrupt:
+                raise
+            except Exception as err:  # the members' runs are FAILED; the sweep goes on
+                print(f"nnlab: pack {name} failed: {type(err).__name__}: {err}",
+                      file=sys.stderr, flush=True)
+                for member in members[part]:
+                    member.error = member.error or f"{type(err).__name__}: {err}"
+            for job, (ret, _), member in zip(group[part], prepared[part], members[part],
+                                            strict=True):
+                ret.return_value = member.result if member.error is None else math.nan
+                ret.status = JobStatus.COMPLETED
+                record_job(job.config.hydra.sweep.dir, job.num, job.overrides, member.error)
+                returns[job.num] = ret
+            done.append({"pack": name, "jobs": [j.num for j in group[part]],
+                         "members": len(group[part])})
+        return done
+
+    def _report(self, sweep_dir: Path, packed: list[dict[str, Any]], solo: list[Job],
+                final: bool = False) -> None:
+        """Which jobs packed and why the others did not (printed, and kept in packs.json)."""
+        lines = [f"nnlab: packed launcher: {sum(p['members'] for p in packed)} job(s) in "
+                 f"{len(packed)} pack(s), {len(solo)} run solo"
+                 + (":" if packed or solo else ".")]
+        for p in packed:
+            lines.append(f"  pack {p['pack']}: jobs {p['jobs']}")
+        for job in solo:
+            lines.append(f"  solo job {job.num} ({' '.join(job.overrides) or 'no overrides'}): "
+                         f"{job.reason}")
+        if final:  # printed before the solo runs start and again after them
+            print("\n".join(lines), flush=True)
+        (sweep_dir / PLAN_FILE).write_text(json.dumps({
+            "packs": packed, "solo": [{"job": j.num, "overrides": j.overrides,
+                                       "reason": j.reason} for j in solo]}, indent=1))
