@@ -41,6 +41,10 @@ OPTIMIZER_KEYS = {
     "torch.optim.AdamW": {"lr", "betas", "eps", "weight_decay"},
 }
 PACK_TAG = tags.PACK
+# torch.optim flags that change nothing a pack computes while they keep these values (the
+# defaults nnlab's validation writes into every optimizer node)
+OFF_BY_DEFAULT = {"maximize": False, "differentiable": False, "foreach": None, "fused": None,
+                  "capturable": False, "amsgrad": False, "decoupled_weight_decay": False}
 
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:
@@ -64,7 +68,9 @@ def unpackable(cfg: DictConfig) -> str | None:
     if target not in OPTIMIZER_KEYS:
         return (f"optimizer={_get(tree, 'optimizer.name')} has no vectorised version "
                 "(sgd, sgd_plain, adam, adamw have)")
-    extra = set(tree["optimizer"]) - OPTIMIZER_KEYS[target] - {"_target_", "_partial_", "name"}
+    extra = {key for key, value in tree["optimizer"].items()
+             if key not in OPTIMIZER_KEYS[target] | {"_target_", "_partial_", "name"}
+             and OFF_BY_DEFAULT.get(key, object()) != value}
     if extra:
         return f"optimizer keys {sorted(extra)} are not vectorised"
     if _get(tree, "dataset.crop_padding") or _get(tree, "dataset.hflip"):
@@ -707,8 +713,9 @@ def run_pack(members: Sequence[Member], pack_id: str,
         for m, member in enumerate(members):
             if not member.open:
                 continue
-            member.model.load_state_dict(module.member_state_dict(m), strict=False)
-            log_trained_model(member.tracker, member.model, datamodules[m])
+            trained = copy.deepcopy(member.model)  # member.model keeps its init draw
+            trained.load_state_dict(module.member_state_dict(m), strict=False)
+            log_trained_model(member.tracker, trained, datamodules[m])
             _end_run(member, "FINISHED")
             member.result = float(module.last[m].get(module.monitor, math.nan))
             scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(module.last[m].items())
