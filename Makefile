@@ -6,9 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-slow test-all bench findings lint clean server postgres
 
+# editable_mode=compat puts the checkout on sys.path, so Hydra's plugin scan (pkgutil over the
+# hydra_plugins namespace) finds nnlab's launchers; the default editable finder hides them.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 run: $(STAMP)           ## train the default experiment (LeNet-5 on the offline digits) and log it
