@@ -46,10 +46,10 @@ def test_every_job_of_a_study_validates(compose_cfg, experiment: str) -> None:
 
 def test_init_study_covers_the_issue(compose_cfg) -> None:
     params, jobs = sweep_grid(compose_cfg, "init_study")
-    assert set(params["init"].split(",")) == {"zeros", "constant", "normal", "uniform",
+    assert set(params["init"].split(",")) == {"zeros", "constant", "standard_normal", "uniform",
                                              "xavier_normal", "kaiming_normal"}
     assert len(jobs) == 6 * 2 * 2 * 3
-    cfg = compose_cfg(["experiment=init_study", "model=deep_mlp", "init=normal"])
+    cfg = compose_cfg(["experiment=init_study", "model=deep_mlp", "init=standard_normal"])
     assert len(cfg.model.hidden) >= 8 and cfg.init.std == 1.0
 
 
