@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import REPO, instruments_off, nnlab_run  # noqa: E402
+from run import REPO, instruments_off, median, nnlab_run  # noqa: E402
 
 INITS = "init=xavier_normal,kaiming_normal"
 SWEEPS = {
@@ -43,9 +42,6 @@ def compare(name: str, repeats: int) -> list[str]:
     for _ in range(repeats):  # alternated, so both see the same load
         basic.append(nnlab_run(args))
         packed.append(nnlab_run([*args, *PACKED]))
-
-    def median(runs: list[dict], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
 
     bs, ps, bw, pw = (median(basic, "span_s"), median(packed, "span_s"), median(basic, "wall_s"),
                       median(packed, "wall_s"))

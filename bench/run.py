@@ -276,15 +276,17 @@ def memory() -> list[str]:
     return ["### Peak memory (resident set, MiB)", "", "| what | MiB |", "|---|---|", *rows]
 
 
+def median(runs: list[dict], key: str) -> float:
+    """The median of one figure over repeated nnlab_run results."""
+    return statistics.median(r[key] for r in runs)
+
+
 def sweep(repeats: int, epochs: int = 10) -> list[str]:
     args = ["-m", "seed=0,1,2,3,4,5,6,7", f"trainer.max_epochs={epochs}", *instruments_off()]
     seq, par = [], []
     for _ in range(repeats):
         seq.append(nnlab_run(args))
         par.append(nnlab_run([*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]))
-    def median(runs: list[dict], key: str) -> float:
-        return statistics.median(r[key] for r in runs)
-
     s, p, js, jp = (median(seq, "wall_s"), median(par, "wall_s"), median(seq, "span_s"),
                     median(par, "span_s"))
     return [f"### Sweep: 8 jobs (digits, LeNet-5, {epochs} epochs each; median of {repeats})", "",
