@@ -67,8 +67,11 @@ def test_ui_shows_every_run(run_cli, server) -> None:
     base, tmp = server
     experiment = api(base, "experiments/get-by-name?experiment_name=optimizer_study")
     experiment_id = experiment["experiment"]["experiment_id"]
-    runs = api(base, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
-    assert len(runs) == 4
+    found = api(base, "runs/search", {"experiment_ids": [experiment_id]})["runs"]
+    parents = [r for r in found if {"key": "mlflow.source.name", "value": "nnlab sweep"}
+               in r["data"].get("tags", [])]
+    runs = [r for r in found if r not in parents]
+    assert len(runs) == 4 and len(parents) == 1, "four jobs, nested under their sweep's run"
     seen = set()
     for run in runs:
         assert run["info"]["status"] == "FINISHED"
@@ -90,8 +93,11 @@ def test_ui_shows_every_run(run_cli, server) -> None:
     dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True,
                          timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    run_names = {run["info"]["run_name"] for run in runs}
-    assert all(name in dom.stdout for name in run_names), "the runs table lacks a run"
+    # the table folds the sweep into its parent's row (its jobs nest under it, expandable)
+    assert parents[0]["info"]["run_name"] in dom.stdout, "the runs table lacks the sweep"
+    nested_under = {next(t["value"] for t in r["data"]["tags"] if t["key"] == "mlflow.parentRunId")
+                    for r in runs}
+    assert nested_under == {parents[0]["info"]["run_id"]}
     screenshot = tmp / "optimizer_study.png"  # look at it: pytest keeps the last tmp folders
     shot = subprocess.run([*flags, f"--screenshot={screenshot}", page], capture_output=True,
                           text=True, timeout=180)
