@@ -267,7 +267,9 @@ def describe_hint(hint: Any) -> str:
         return " | ".join(describe_hint(a) for a in typing.get_args(hint))
     if hint is type(None):
         return "null"
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    name = getattr(origin or hint, "__name__", None) or str(hint).replace("typing.", "")
+    args = typing.get_args(hint)
+    return f"{name}[{', '.join(describe_hint(a) for a in args)}]" if args else name
 
 
 def check_params(group: str, node: Mapping[str, Any], sig: Signature,
