@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -53,7 +54,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     quiet()  # again: importing Lightning resets its loggers' levels
     if is_child_rank():  # a DDP rank > 0: train alongside rank 0, which alone tracks the run
         return _child_rank(cfg, None if run_info is None else ckpt_path)
-    devices, strategy = devices_and_strategy(cfg)
+    strategy = devices_and_strategy(cfg)[1]
     with open_dict(cfg):
         cfg.accelerator.strategy = strategy  # logged as used: ddp for several devices
 
@@ -107,18 +108,11 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
             digest, profile = data_profile(datamodule, info)
             tracker.log_dataset(cfg.dataset.name, digest, cfg.dataset._target_, profile)
         progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
-        trainer = pl.Trainer(
-            accelerator=cfg.accelerator.accelerator,
-            devices=devices,
-            strategy=strategy,
-            precision=str(cfg.accelerator.precision),
-            logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
+        trainer = make_trainer(
+            cfg, logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
             callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
                        ResumeState(), checkpointer, *progress, *user_parts(cfg, "callbacks")],
             default_root_dir=out_dir,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            **plain(cfg.trainer),
         )
         if run_info is not None:
             tracker.set_tags({tags.RESUME_EXACT: str(resume_exact(trainer)).lower()})
@@ -136,25 +130,35 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     return monitored
 
 
+def make_trainer(cfg: DictConfig, **parts: Any):
+    """Lightning's Trainer on the config's accelerator and flags (`trainer.*`), with nnlab's own
+    checkpointing and no model summary; `parts` adds the loggers, callbacks and the rest."""
+    import lightning.pytorch as pl
+
+    from nnlab.distributed import devices_and_strategy
+
+    devices, strategy = devices_and_strategy(cfg)
+    return pl.Trainer(accelerator=cfg.accelerator.accelerator, devices=devices,
+                      strategy=strategy, precision=str(cfg.accelerator.precision),
+                      enable_checkpointing=False, enable_model_summary=False,
+                      **{**plain(cfg.trainer), **parts})
+
+
 def _child_rank(cfg: DictConfig, ckpt_path: Path | None) -> float:
     """A DDP rank > 0: the same data, model and callbacks as rank 0, no MLflow run."""
     import lightning.pytorch as pl
 
     from nnlab.build import build, user_parts
     from nnlab.callbacks import Checkpointer, DivergenceGuard
-    from nnlab.distributed import devices_and_strategy
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)
-    devices, strategy = devices_and_strategy(cfg)
     checkpointer = Checkpointer(ckpt_path or Path("unused.ckpt"),
                                 int(cfg.checkpoint.every_n_steps))
-    trainer = pl.Trainer(
-        accelerator=cfg.accelerator.accelerator, devices=devices, strategy=strategy,
-        precision=str(cfg.accelerator.precision), logger=user_parts(cfg, "logger") or False,
+    trainer = make_trainer(
+        cfg, logger=user_parts(cfg, "logger") or False,
         callbacks=[DivergenceGuard(), checkpointer, *user_parts(cfg, "callbacks")],
-        enable_checkpointing=False, enable_model_summary=False,
-        **{**plain(cfg.trainer), "enable_progress_bar": False},
+        enable_progress_bar=False,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop with rank 0, at the same batch
         signal.signal(sig, checkpointer.request_stop)
