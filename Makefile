@@ -36,7 +36,7 @@ bench: $(STAMP)         ## benchmarks; figures go to bench/results.md
 	$(PY) bench/run.py
 
 findings: $(STAMP)     ## run every study (full mode, 5 seeds: hours) and rewrite docs/findings.md
-	$(PY) -m nnlab.findings $(FINDINGS_ARGS)
+	NNLAB_DATA=$${NNLAB_DATA:-../shared/data} $(PY) -m nnlab.findings $(FINDINGS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

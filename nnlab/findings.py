@@ -15,6 +15,7 @@ claims' wording.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -148,6 +149,9 @@ def run_study(study: Study, command: list[str], store: Path, log: Path) -> float
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seconds = time.perf_counter() - start
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    (store / "wall.json").write_text(json.dumps({"seconds": seconds, "load_1min_at_end": load,
+                                                 "exit": done.returncode}))
     if done.returncode not in (0, 1):  # 1: some job failed (diverged runs are findings too)
         raise SystemExit(f"nnlab.findings: {study.name} exited {done.returncode}; see {log}")
     return seconds
@@ -291,6 +295,9 @@ def study_section(study: Study, command: str, wall: float | None, store: Path, f
                 ""], []
     report, _ = write_report(client, study.name, figures)
     results = [*check_claims(runs, study.claims), *check_targets(runs, study.targets)]
+    recorded = store / "wall.json"
+    if wall is None and recorded.exists():  # --report-only: the time the study's run took
+        wall = json.loads(recorded.read_text())["seconds"]
     epochs = sorted({r.data.params.get("trainer.max_epochs") for r in runs})
     timing = f"{wall:.0f} s wall" if wall is not None else "wall time not measured"
     cut = study.quick if "study.mode=quick" in command else study.full
