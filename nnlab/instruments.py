@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +164,7 @@ class Instruments(Callback):
         if not self.plots or not hasattr(datamodule, "splits") or \
                 getattr(pl_module, "task", None) != "classification":
             return None  # nnlab's in-memory data modules only
-        x = datamodule.splits["train"].x
-        if x.dim() != 2 or x.shape[1] != 2:
-            return None
-        lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5
-        gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], BOUNDARY_GRID),
-                                torch.linspace(lo[1], hi[1], BOUNDARY_GRID), indexing="xy")
-        extent = [lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()]
-        return extent, torch.stack([gx.flatten(), gy.flatten()], dim=1)
+        return boundary_grid(datamodule.splits["train"].x)
 
     @torch.no_grad()
     def _frame(self, pl_module) -> torch.Tensor:
@@ -183,11 +176,7 @@ class Instruments(Callback):
         return scores.argmax(-1).to(torch.uint8).cpu().reshape(BOUNDARY_GRID, BOUNDARY_GRID)
 
     def _frame_epochs(self, trainer) -> set[int]:
-        """Evenly spaced epochs (1-based, the last included) for the boundary snapshots."""
-        last = max(1, int(trainer.max_epochs or 1))
-        count = min(last, BOUNDARY_FRAMES - 1)
-        return {round(last * i / count) for i in range(1, count + 1)}
-
+        return frame_epochs(int(trainer.max_epochs or 1))
 
     def state_dict(self) -> dict[str, Any]:
         """The epoch's sums so far, kept in checkpoints: a resumed epoch logs the same means."""
@@ -267,76 +256,110 @@ class Instruments(Callback):
         self.init_histograms = []
 
     def _end_plots(self, trainer, pl_module) -> None:
-        from nnlab.plots import confusion_matrix, decision_boundary, learning_curves
-
-        if self.init_histograms:
-            self._init_plot(trainer)
         tracker = _tracker(trainer)
         if tracker is not None:
             trainer.logger.flush()
-            curves = {key: [(m.step, m.value) for m in
-                            tracker.client.get_metric_history(tracker.run_id, key)]
-                      for key in tracker.client.get_run(tracker.run_id).data.metrics
-                      if key.split("/")[0] in ("train", "val") and not key.endswith("_step")}
-            self._artifact(trainer, "learning_curves.png", learning_curves, curves)
-        self._conv_plots(trainer, pl_module)
-        datamodule = trainer.datamodule
-        if getattr(pl_module, "task", None) != "classification" or \
-                not hasattr(datamodule, "splits"):  # nnlab's in-memory data modules only
-            return
-        x, y = _predict_split(pl_module, datamodule, "test")
-        self._artifact(trainer, "confusion_matrix.png", confusion_matrix, x.argmax(-1), y,
-                       datamodule.num_classes)
-        train = datamodule.splits["train"]
-        if train.x.dim() == 2 and train.x.shape[1] == 2:
-            self._artifact(trainer, "decision_boundary.png", decision_boundary, pl_module,
-                           train.x, train.y)
-            if len(self.frames) > 1:
-                from nnlab.plots import boundary_gif, boundary_strip
-
-                extent = self.frame_grid[0]
-                points = (train.x.cpu(), train.y.cpu())
-                self._artifact(trainer, "decision_boundary_frames.png", boundary_strip,
-                               self.frames, extent, *points)
-                self._artifact(trainer, "decision_boundary.gif", boundary_gif, self.frames,
-                               extent, *points)
-
-    def _conv_plots(self, trainer, pl_module) -> None:
-        """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
-        from nnlab.plots import feature_maps, kernel_grid
-
-        model = getattr(pl_module, "model", pl_module)
-        conv = first_conv(model)
-        if conv is None:
-            return
-        if self.init_kernels is not None:
-            self._artifact(trainer, "kernels_init.png", kernel_grid, self.init_kernels,
-                           "first conv layer's kernels at init")
-        self._artifact(trainer, "kernels_trained.png", kernel_grid, conv.weight,
-                       "first conv layer's kernels after training")
-        datamodule = trainer.datamodule
-        if "test" in getattr(datamodule, "splits", {}):
-            image = datamodule.splits["test"].x[:1]
-            maps = conv_feature_maps(model, image.to(pl_module.device))
-            self._artifact(trainer, "feature_maps.png", feature_maps, image[0], maps)
+        frames = self.frames if getattr(self, "frame_grid", None) is not None else []
+        extent = self.frame_grid[0] if frames else None
+        end_plots(lambda *args: self._artifact(trainer, *args), tracker,
+                  getattr(pl_module, "model", pl_module), pl_module, trainer.datamodule,
+                  getattr(pl_module, "task", None), self.init_histograms, self.init_kernels,
+                  frames, extent)
+        self.init_histograms = []
 
     def _artifact(self, trainer, filename: str, draw, *args: Any) -> None:
-        """Draw a figure into a PNG and log it to the run (or the trainer's folder)."""
-        tracker = _tracker(trainer)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp if tracker is not None else trainer.default_root_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / filename
-            figure = draw(*args)
-            if isinstance(figure, bytes):  # already encoded (a GIF)
-                path.write_bytes(figure)
-            else:
-                figure.savefig(path, dpi=90)
-                import matplotlib.pyplot as plt
+        log_figure(_tracker(trainer), Path(trainer.default_root_dir), filename, draw, *args)
 
-                plt.close(figure)
-            if tracker is not None:
-                tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
+
+def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, predict: nn.Module,
+              datamodule: Any, task: str | None, init_histograms: list[Histogram],
+              init_kernels: torch.Tensor | None,
+              frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
+    """Every end-of-run figure of one trained model; `artifact(filename, draw, *args)` logs one
+    (`model`: the bare net, `predict`: what maps inputs to scores, often the same)."""
+    from nnlab.plots import confusion_matrix, decision_boundary, learning_curves, weight_histograms
+
+    if init_histograms:
+        artifact("weights_at_init.png", weight_histograms, init_histograms)
+    if tracker is not None:
+        curves = {key: [(m.step, m.value) for m in
+                        tracker.client.get_metric_history(tracker.run_id, key)]
+                  for key in tracker.client.get_run(tracker.run_id).data.metrics
+                  if key.split("/")[0] in ("train", "val") and not key.endswith("_step")}
+        artifact("learning_curves.png", learning_curves, curves)
+    conv_plots(artifact, model, datamodule, init_kernels)
+    if task != "classification" or not hasattr(datamodule, "splits"):
+        return  # nnlab's in-memory data modules only
+    x, y = _predict_split(predict, datamodule, "test")
+    artifact("confusion_matrix.png", confusion_matrix, x.argmax(-1), y, datamodule.num_classes)
+    train = datamodule.splits["train"]
+    if train.x.dim() == 2 and train.x.shape[1] == 2:
+        artifact("decision_boundary.png", decision_boundary, predict, train.x, train.y)
+        if len(frames) > 1:
+            from nnlab.plots import boundary_gif, boundary_strip
+
+            points = (train.x.cpu(), train.y.cpu())
+            artifact("decision_boundary_frames.png", boundary_strip, frames, extent, *points)
+            artifact("decision_boundary.gif", boundary_gif, frames, extent, *points)
+
+
+def conv_plots(artifact: Callable[..., None], model: nn.Module, datamodule: Any,
+               init_kernels: torch.Tensor | None) -> None:
+    """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
+    from nnlab.plots import feature_maps, kernel_grid
+
+    conv = first_conv(model)
+    if conv is None:
+        return
+    if init_kernels is not None:
+        artifact("kernels_init.png", kernel_grid, init_kernels,
+                 "first conv layer's kernels at init")
+    artifact("kernels_trained.png", kernel_grid, conv.weight,
+             "first conv layer's kernels after training")
+    if "test" in getattr(datamodule, "splits", {}):
+        image = datamodule.splits["test"].x[:1]
+        device = next(model.parameters()).device
+        maps = conv_feature_maps(model, image.to(device))
+        artifact("feature_maps.png", feature_maps, image[0], maps)
+
+
+def log_figure(tracker: Any, folder: Path, filename: str, draw: Callable[..., Any],
+               *args: Any) -> None:
+    """Draw a figure into a PNG and log it to the run under instruments/ (without a run: save
+    it in `folder`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) if tracker is not None else folder
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / filename
+        figure = draw(*args)
+        if isinstance(figure, bytes):  # already encoded (a GIF)
+            path.write_bytes(figure)
+        else:
+            figure.savefig(path, dpi=90)
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+        if tracker is not None:
+            tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
+
+
+def boundary_grid(x: torch.Tensor) -> tuple[list[float], torch.Tensor] | None:
+    """(extent, grid points) around 2-D inputs x (N, 2), for decision-boundary frames; None for
+    other inputs."""
+    if x.dim() != 2 or x.shape[1] != 2:
+        return None
+    lo, hi = x.min(0).values.cpu() - 0.5, x.max(0).values.cpu() + 0.5
+    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], BOUNDARY_GRID),
+                            torch.linspace(lo[1], hi[1], BOUNDARY_GRID), indexing="xy")
+    extent = [lo[0].item(), hi[0].item(), lo[1].item(), hi[1].item()]
+    return extent, torch.stack([gx.flatten(), gy.flatten()], dim=1)
+
+
+def frame_epochs(max_epochs: int) -> set[int]:
+    """Evenly spaced epochs (1-based, the last included) for the boundary snapshots."""
+    last = max(1, max_epochs)
+    count = min(last, BOUNDARY_FRAMES - 1)
+    return {round(last * i / count) for i in range(1, count + 1)}
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:
@@ -366,13 +389,14 @@ def _tracker(trainer) -> Any:
 
 
 @torch.no_grad()
-def _predict_split(pl_module, datamodule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict_split(model: nn.Module, datamodule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     data = datamodule.splits[split]
-    was_training = pl_module.training
-    pl_module.eval()
-    scores = torch.cat([pl_module(data.x[i : i + 512].to(pl_module.device)).cpu()
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    scores = torch.cat([model(data.x[i : i + 512].to(device)).cpu()
                         for i in range(0, len(data.x), 512)])
-    pl_module.train(was_training)
+    model.train(was_training)
     return scores, data.y.cpu()
 
 

@@ -313,6 +313,106 @@ class MaskDropout(nn.Module):
         return x * self.mask if self.training else x
 
 
+class PackInstruments:
+    """nnlab.instruments' per-layer values for every member at once (names and meaning as the
+    Instruments callback's): gradient and weight norms from the stacked tensors, activation
+    statistics from hooks that run inside vmap and come back as the members' extra outputs."""
+
+    def __init__(self, template: nn.Module, names: Sequence[str], size: int,
+                 every_n_steps: int = 50, saturation_threshold: float = 0.01) -> None:
+        from nnlab.activations import spec_of
+
+        self.layers: list[str] = []
+        for name in names:  # a layer: a module with parameters of its own, in module order
+            layer = name.rpartition(".")[0]
+            if layer not in self.layers:
+                self.layers.append(layer)
+        self.layer_of = torch.tensor([self.layers.index(n.rpartition(".")[0]) for n in names])
+        self.size, self.every_n_steps, self.threshold = size, every_n_steps, saturation_threshold
+        self.acts = [(name, spec) for name, m in template.named_modules()
+                     if (spec := spec_of(m)) is not None and spec.module is not nn.Identity]
+        self.recording = False
+        self.captured: list[torch.Tensor] = []
+        self.fired: list[torch.Tensor] = []
+        for name, spec in self.acts:
+            template.get_submodule(name).register_forward_hook(self._hook(spec))
+        self.reset()
+
+    def _hook(self, spec: Any) -> Callable[..., None]:
+        def record(module: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+            if not (self.recording and module.training):
+                return
+            y = out.detach().float()  # one member's output (inside vmap)
+            saturated = ((spec.saturation(y) < self.threshold).sum().float()
+                         if spec.saturation is not None else y.sum() * 0)
+            self.captured.append(torch.stack([y.sum(), (y * y).sum(), y.sum() * 0 + y.numel(),
+                                              saturated]))
+            if spec.dies:
+                self.fired.append((y > 0).any(dim=0))
+        return record
+
+    def reset(self) -> None:
+        """A new epoch: clear the running sums."""
+        self.grad_sum: torch.Tensor | None = None  # (layers, M)
+        self.grad_steps = 0
+        self.act_sums: torch.Tensor | None = None  # (acts, M, 4): sum, sum of squares, n, sat.
+        self.act_last: torch.Tensor | None = None
+        self.alive_units: list[torch.Tensor] | None = None  # per dying act: (M, units...)
+
+    def take(self, stats: Sequence[torch.Tensor], fired: Sequence[torch.Tensor]) -> None:
+        """One training step's activation statistics, (M, 4) per act and (M, units...) fired."""
+        if not stats:
+            return
+        batch = torch.stack(list(stats))  # (acts, M, 4)
+        self.act_last = batch
+        self.act_sums = batch if self.act_sums is None else self.act_sums + batch
+        if fired:
+            self.alive_units = list(fired) if self.alive_units is None else [
+                a | f for a, f in zip(self.alive_units, fired, strict=True)]
+
+    def layer_norms(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """(layers, M): each member's L2 norm per layer over the stacked tensors (M, ...)."""
+        squares = torch.stack([t.detach().flatten(1).float().pow(2).sum(1) for t in tensors])
+        found = torch.zeros(len(self.layers), self.size, device=squares.device)
+        return found.index_add_(0, self.layer_of.to(squares.device), squares).sqrt()
+
+    def step_grads(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        norms = self.layer_norms(grads)
+        self.grad_sum = norms if self.grad_sum is None else self.grad_sum + norms
+        self.grad_steps += 1
+        return norms
+
+    def values(self, grads: torch.Tensor, weights: Sequence[torch.Tensor],
+               epoch: bool, suffix: str = "") -> list[dict[str, float]]:
+        """Each member's metrics (grad_norm/<layer>, ..., dead/<layer>), one host sync."""
+        names, columns = [], []
+        for i, layer in enumerate(self.layers):
+            names.append(f"grad_norm/{layer}")
+            columns.append(grads[i])
+        for i, norm in enumerate(self.layer_norms(weights)):
+            names.append(f"weight_norm/{self.layers[i]}")
+            columns.append(norm)
+        sums = self.act_sums if epoch else self.act_last
+        dying = 0
+        for a, (name, spec) in enumerate(self.acts):
+            if sums is not None:
+                mean = sums[a, :, 0] / sums[a, :, 2]
+                std = (sums[a, :, 1] / sums[a, :, 2] - mean * mean).clamp_min(0).sqrt()
+                names += [f"act_mean/{name}", f"act_std/{name}"]
+                columns += [mean, std]
+                if spec.saturation is not None:
+                    names.append(f"saturated/{name}")
+                    columns.append(sums[a, :, 3] / sums[a, :, 2])
+            if spec.dies:
+                if epoch and self.alive_units is not None:
+                    alive = self.alive_units[dying].flatten(1).float().mean(1)
+                    names.append(f"dead/{name}")
+                    columns.append(1 - alive)
+                dying += 1
+        table = torch.stack(columns, dim=1).double().cpu().tolist()
+        return [{f"{k}{suffix}": v for k, v in zip(names, row, strict=True)} for row in table]
+
+
 @dataclass
 class MemberHooks:
     """What the runner does when the pack reports a member's values or failure."""
@@ -328,7 +428,8 @@ class PackedModule(pl.LightningModule):
     def __init__(self, models: Sequence[nn.Module], objective: nn.Module,
                  optimizer_cfgs: Sequence[dict[str, Any]], dropouts: Sequence[float],
                  generators: Sequence[torch.Generator], input_shape: Sequence[int],
-                 hooks: MemberHooks | None = None, log_every_n_steps: int = 10) -> None:
+                 hooks: MemberHooks | None = None, log_every_n_steps: int = 10,
+                 instruments: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.size = len(models)
         template = copy.deepcopy(models[0])
@@ -338,6 +439,14 @@ class PackedModule(pl.LightningModule):
         self.template = (template.to("meta"),)  # a tuple: not a submodule, never moved
         params, buffers = stack_module_state(list(models))
         self.names = list(params)
+        options = dict(instruments or {})
+        self.instruments = PackInstruments(
+            template, self.names, len(models), int(options.get("every_n_steps", 50)),
+            float(options.get("saturation_threshold", 0.01))) if options.pop("enabled",
+                                                                              False) else None
+        self.plots = bool(options.get("plots", False))
+        self.frame_grid: tuple[list[float], torch.Tensor] | None = None
+        self.frames: list[list[tuple[int, torch.Tensor]]] = [[] for _ in models]
         self.stacked = nn.ParameterList([nn.Parameter(params[n].detach()) for n in self.names])
         for i, name in enumerate(buffers):
             self.register_buffer(f"buffer_{i}", buffers[name])
@@ -391,19 +500,42 @@ class PackedModule(pl.LightningModule):
         return masks
 
     def _member(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scores = functional_call(self.template[0], (params, buffers), (x,))
-        return self.objective(scores, y), scores
+        if self.instruments is None or not self.instruments.recording:
+            return self.objective(scores, y), scores
+        found = self.instruments  # the activation hooks filled these during this call
+        stats, fired = tuple(found.captured), tuple(found.fired)
+        found.captured, found.fired = [], []
+        return self.objective(scores, y), scores, stats, fired
 
     def member_forward(self, x: torch.Tensor, y: torch.Tensor,
                        train: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(losses (M,), scores (M, B, ...)) for stacked batches x (M, B, ...), y (M, B, ...)."""
+        """(losses (M,), scores (M, B, ...)) for stacked batches x (M, B, ...), y (M, B, ...);
+        in training the instruments take each member's activation statistics on the way."""
         params = dict(zip(self.names, self.stacked, strict=True))
         buffers = {n: getattr(self, f"buffer_{i}") for i, n in enumerate(self.buffer_names)}
         self.template[0].train(train)
         if train and self.dropout_layers:
             buffers.update(self._masks(x.shape[1]))
-        return vmap(self._member)(params, buffers, x, y)
+        if not train or self.instruments is None:
+            return vmap(self._member)(params, buffers, x, y)
+        self.instruments.recording = True
+        try:
+            losses, scores, stats, fired = vmap(self._member)(params, buffers, x, y)
+        finally:
+            self.instruments.recording = False
+        self.instruments.take(stats, fired)
+        return losses, scores
+
+    @torch.no_grad()
+    def member_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, N, ...) every member's scores for the same inputs x (N, ...), in eval mode."""
+        params = dict(zip(self.names, self.stacked, strict=True))
+        buffers = {n: getattr(self, f"buffer_{i}") for i, n in enumerate(self.buffer_names)}
+        self.template[0].eval()
+        return vmap(lambda p, b: functional_call(self.template[0], (p, b), (x,)))(params,
+                                                                                 buffers)
 
     def member_state_dict(self, m: int) -> dict[str, torch.Tensor]:
         """Member m's parameters under the solo model's names."""
@@ -505,14 +637,60 @@ class PackedModule(pl.LightningModule):
         losses, scores = self.member_forward(*batch)
         self._accumulate("test", losses, scores, batch[1])
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.instruments is None:
+            return
+        norms = self.instruments.step_grads([p.grad if p.grad is not None else
+                                             torch.zeros_like(p) for p in self.stacked])
+        step = self.global_step + 1
+        if step % self.instruments.every_n_steps == 0:
+            rows = self.instruments.values(norms, list(self.stacked), epoch=False,
+                                           suffix="_step")
+            for m, (row, alive) in enumerate(zip(rows, self.alive.tolist(), strict=True)):
+                if alive:
+                    self.hooks.log(m, row, step)
+
+    def on_train_start(self) -> None:
+        """2-D classification data with plots on: the decision boundary at init."""
+        from nnlab.instruments import boundary_grid
+
+        train = self.trainer.train_dataloader
+        if self.plots and self.task == "classification" and self.current_epoch == 0:
+            self.frame_grid = boundary_grid(train.x[0]) if isinstance(train, PackedBatches) \
+                else None
+            if self.frame_grid is not None:
+                self._frames(0)
+
+    def _frames(self, epoch: int) -> None:
+        classes = self.member_scores(self.frame_grid[1].to(self.device)).argmax(-1)
+        from nnlab.instruments import BOUNDARY_GRID
+
+        for m, grid in enumerate(classes.to(torch.uint8).cpu()):
+            self.frames[m].append((epoch, grid.reshape(BOUNDARY_GRID, BOUNDARY_GRID)))
+
     def on_train_epoch_start(self) -> None:
         self.epoch_start = time.perf_counter()
+        if self.instruments is not None:
+            self.instruments.reset()
 
     def on_train_epoch_end(self) -> None:
+        from nnlab.instruments import frame_epochs
+
         seconds = time.perf_counter() - self.epoch_start
         samples = self.sums["train"].count if "train" in self.sums else 0
         timing = {"time/epoch_s": seconds, "time/samples_per_s": samples / max(seconds, 1e-9)}
+        measured = None
+        found = self.instruments
+        if found is not None and found.grad_steps:
+            measured = found.values(found.grad_sum / found.grad_steps, list(self.stacked),
+                                    epoch=True)
+        epoch = self.current_epoch + 1
+        if self.frame_grid is not None and epoch in frame_epochs(int(self.trainer.max_epochs)):
+            self._frames(epoch)
         self._log_members("train", self.global_step - 1, timing)
+        for m, (row, alive) in enumerate(zip(measured or [], self.alive.tolist(), strict=False)):
+            if alive:  # at the step the Instruments callback logs them
+                self.hooks.log(m, row, self.global_step)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -583,7 +761,8 @@ def make_pack(members: Sequence[Member], datamodules: Sequence[Any], modules: Se
     module = PackedModule(
         [m.model for m in modules], modules[0].objective, [plain(c.optimizer) for c in cfgs],
         [float(c.model.get("dropout", 0.0)) for c in cfgs], generators,
-        datamodules[0].info.input_shape, hooks, int(cfgs[0].trainer.log_every_n_steps))
+        datamodules[0].info.input_shape, hooks, int(cfgs[0].trainer.log_every_n_steps),
+        plain(cfgs[0].instruments))
     return module, train, val, test
 
 
@@ -640,7 +819,11 @@ def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any) ->
     params = flatten(OmegaConf.to_container(member.cfg, resolve=True))
     params["model.num_params"] = num_params
     found = {**run_tags(member.cfg, member.overrides, member.tags), PACK_TAG: pack_id,
-             "nnlab.pack_size": str(pack_size), "nnlab.instruments": "off in a pack"}
+             "nnlab.pack_size": str(pack_size)}
+    if member.cfg.instruments.enabled:  # as the Instruments callback tags a solo run
+        found[tags.LAYERS] = ",".join(
+            name for name, m in member.model.named_modules()
+            if any(True for _ in m.parameters(recurse=False)))
     if member.sweep_dir is not None:
         found[tags.PARENT] = parent_run_id(member.tracker, member.sweep_dir)
     member.tracker.start(member.cfg.mlflow.run_name, params, found)
@@ -662,6 +845,33 @@ def _end_run(member: Member, status: str, error: BaseException | None = None) ->
     if error is not None:
         member.error = f"{type(error).__name__}: {error}"
     member.tracker.end(status, error)
+
+
+def init_plot(member: Member) -> None:
+    """The member's weight histograms at init (member.model keeps its init draw)."""
+    from nnlab.instruments import log_figure, weight_counts
+    from nnlab.plots import weight_histograms
+
+    layers = [(name, list(m.parameters(recurse=False))) for name, m in
+              member.model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+    log_figure(member.tracker, member.output_dir, "weights_at_init.png", weight_histograms,
+               weight_counts(layers))
+
+
+def member_plots(member: Member, trained: nn.Module, datamodule: Any, module: PackedModule,
+                 m: int) -> None:
+    """The figures the Instruments callback draws at the end of a solo run, for one member."""
+    from nnlab.instruments import end_plots, first_conv, log_figure, weight_counts
+
+    layers = [(name, list(p.parameters(recurse=False))) for name, p in
+              member.model.named_modules() if any(True for _ in p.parameters(recurse=False))]
+    conv = first_conv(member.model)
+    member.logger.flush()  # the learning curves read the run's metric histories
+    frames = module.frames[m] if module.frame_grid is not None else []
+    end_plots(lambda *args: log_figure(member.tracker, member.output_dir, *args), member.tracker,
+              trained, trained, datamodule, module.task, weight_counts(layers),
+              None if conv is None else conv.weight.detach().cpu().clone(), frames,
+              module.frame_grid[0] if frames else None)
 
 
 def run_pack(members: Sequence[Member], pack_id: str,
@@ -688,6 +898,8 @@ def run_pack(members: Sequence[Member], pack_id: str,
 
     def diverged(m: int, message: str) -> None:
         members[m].tracker.set_tags({tags.DIVERGED: "true"})
+        if members[m].cfg.instruments.enabled and members[m].cfg.instruments.plots:
+            init_plot(members[m])  # as a solo run's: often it explains the divergence
         _end_run(members[m], "FAILED", Diverged(message))
         print(f"nnlab: pack {pack_id}: run {members[m].tracker.run_id} diverged and ended FAILED "
               f"(the others go on): {message}", file=sys.stderr, flush=True)
@@ -715,6 +927,8 @@ def run_pack(members: Sequence[Member], pack_id: str,
                 continue
             trained = copy.deepcopy(member.model)  # member.model keeps its init draw
             trained.load_state_dict(module.member_state_dict(m), strict=False)
+            if member.cfg.instruments.enabled and member.cfg.instruments.plots:
+                member_plots(member, trained, datamodules[m], module, m)
             log_trained_model(member.tracker, trained, datamodules[m])
             _end_run(member, "FINISHED")
             member.result = float(module.last[m].get(module.monitor, math.nan))

@@ -265,7 +265,7 @@ def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes:
 
 
 @torch.no_grad()
-def decision_boundary(pl_module, x: torch.Tensor, y: torch.Tensor, steps: int = 200):
+def decision_boundary(model, x: torch.Tensor, y: torch.Tensor, steps: int = 200):
     """The playground picture: predicted class over a grid, with the training points on top."""
     plt = pyplot()
     x, y = x.cpu(), y.cpu()
@@ -273,10 +273,10 @@ def decision_boundary(pl_module, x: torch.Tensor, y: torch.Tensor, steps: int = 
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], steps),
                             torch.linspace(lo[1], hi[1], steps), indexing="xy")
     grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
-    was_training = pl_module.training
-    pl_module.eval()
-    scores = pl_module(grid.to(pl_module.device)).cpu()
-    pl_module.train(was_training)
+    was_training = model.training
+    model.eval()
+    scores = model(grid.to(next(model.parameters()).device)).cpu()
+    model.train(was_training)
     classes = scores.argmax(-1).reshape(steps, steps)
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.contourf(gx.numpy(), gy.numpy(), classes.numpy(), alpha=0.35, cmap="coolwarm")

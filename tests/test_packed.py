@@ -20,6 +20,7 @@ from nnlab.packed import (
     run_pack,
     unpackable,
 )
+from nnlab import tags
 from nnlab.train import run
 
 TOLERANCE = 1e-5  # relative, float32 (the issue's contract)
@@ -183,3 +184,50 @@ def test_packed_sweep_means_lie_within_the_solo_seed_spread(all_runs, run_cli, t
                   if r.data.params["init.name"] == init]
         assert len(solo) == len(packed) == 3
         assert min(solo) <= statistics.mean(packed) <= max(solo), (init, solo, packed)
+
+
+INSTRUMENT_PREFIXES = ("grad_norm/", "weight_norm/", "act_mean/", "act_std/", "saturated/",
+                       "dead/")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_packed_members_log_the_solo_runs_instruments(compose_cfg, tmp_path,
+                                                      activation: str) -> None:
+    """Per-layer instruments are vectorised in a pack: each member logs the same metric names,
+    at the same steps, with its solo run's values; and the same figures under instruments/."""
+    from mlflow.tracking import MlflowClient
+
+    members, solo_ids = [], []
+    for seed in (0, 1):
+        overrides = [*base_overrides(tmp_path, 6), "trainer.max_epochs=2", f"seed={seed}",
+                     f"activation={activation}", "instruments.enabled=true",
+                     "instruments.every_n_steps=2", "instruments.plots=true",
+                     "trainer.limit_train_batches=null"]
+        overrides.remove("instruments.enabled=false")
+        overrides.remove("trainer.limit_train_batches=6")
+        run(compose_cfg(overrides), overrides, tmp_path / f"solo{seed}")
+        members.append(Member(compose_cfg(overrides), overrides, tmp_path / f"member{seed}", {}))
+    run_pack(members, "test-pack")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([members[0].tracker.experiment_id])
+    for member in members:
+        packed = client.get_run(member.tracker.run_id)
+        twin = next(r for r in runs if PACK_TAG not in r.data.tags
+                    and r.data.tags["nnlab.overrides"] == " ".join(member.overrides))
+        keys = {k for k in twin.data.metrics if k.startswith(INSTRUMENT_PREFIXES)}
+        assert {k for k in packed.data.metrics if k.startswith(INSTRUMENT_PREFIXES)} == keys
+        kinds = {k.split("/")[0] for k in keys}
+        assert {"grad_norm", "weight_norm", "act_mean", "act_std",
+                "saturated" if activation == "tanh" else "dead"} <= kinds
+        assert any(k.endswith("_step") for k in keys)  # every_n_steps values too
+        for key in keys:
+            got = [(m.step, m.value) for m in client.get_metric_history(packed.info.run_id, key)]
+            want = [(m.step, m.value) for m in client.get_metric_history(twin.info.run_id, key)]
+            assert [s for s, _ in got] == [s for s, _ in want], key
+            assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4,
+                                                        abs=1e-6), key
+        assert packed.data.tags[tags.LAYERS] == twin.data.tags[tags.LAYERS]
+        figures = {a.path for a in client.list_artifacts(packed.info.run_id, "instruments")}
+        assert figures == {a.path for a in client.list_artifacts(twin.info.run_id,
+                                                                 "instruments")}
+        assert "instruments/decision_boundary.gif" in figures

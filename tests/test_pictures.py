@@ -91,8 +91,6 @@ def test_alexnets_96_colour_kernels_as_one_grid() -> None:
 @pytest.mark.parametrize(("epochs", "frames"), [(1, {1}), (4, {1, 2, 3, 4}),
                                                 (40, {6, 11, 17, 23, 29, 34, 40})])
 def test_boundary_snapshots_are_spread_over_training(epochs: int, frames: set[int]) -> None:
-    from types import SimpleNamespace
+    from nnlab.instruments import frame_epochs
 
-    from nnlab.instruments import Instruments
-
-    assert Instruments()._frame_epochs(SimpleNamespace(max_epochs=epochs)) == frames
+    assert frame_epochs(epochs) == frames
