@@ -3,6 +3,11 @@ span (first MLflow run's start to last run's end) and of the wall clock.
 
     python bench/packed.py [--only mlp,deep_mlp,lenet5] [--repeats R] [--out bench/results.md]
 
+Each sweep runs with instruments off, then on (nnlab's default: per-layer metrics and the end
+figures, which packs draw per member as solo runs do). LeNet-5 also runs its basic side with one
+intra-op thread (OMP_NUM_THREADS=1), the thread count a pack trains with on the CPU: the fair
+comparison of packing alone.
+
 mlp       16 jobs: model=mlp dataset=moons init=xavier_normal,kaiming_normal seed=0..7, 50 epochs
 deep_mlp  8 jobs: model=deep_mlp optimizer.lr=0.01 init=xavier_normal,kaiming_normal seed=0..3,
           digits, 10 epochs
@@ -37,20 +42,23 @@ PACKED = ["hydra/launcher=packed", "hydra.launcher.pack_convs_on_cpu=true"]
 
 def compare(name: str, repeats: int) -> list[str]:
     title, args = SWEEPS[name]
-    args = ["-m", *args, *instruments_off()]
-    basic, packed = [], []
-    for _ in range(repeats):  # alternated, so both see the same load
-        basic.append(nnlab_run(args))
-        packed.append(nnlab_run([*args, *PACKED]))
-
-    bs, ps, bw, pw = (median(basic, "span_s"), median(packed, "span_s"), median(basic, "wall_s"),
-                      median(packed, "wall_s"))
-    return [f"### Packed sweep: {title} (median of {repeats})", "",
-            "| launcher | jobs span s | wall s |", "|---|---|---|",
-            f"| basic (one after another) | {bs:.1f} | {bw:.1f} |",
-            f"| packed | {ps:.1f} | {pw:.1f} |", "",
-            f"- **speed-up** packed/basic, jobs span: **{bs / ps:.2f}x**; wall clock "
-            f"{bw / pw:.2f}x"]
+    sides = {"basic": ([], None), "packed": (PACKED, None)}
+    if name == "lenet5":
+        sides["basic, 1 thread"] = ([], {"OMP_NUM_THREADS": "1"})
+    lines = [f"### Packed sweep: {title} (median of {repeats})", "",
+             "| instruments | launcher | jobs span s | wall s | packed speed-up (span) |",
+             "|---|---|---|---|---|"]
+    for label, instruments in (("off", instruments_off()), ("on (default)", [])):
+        found: dict[str, list[dict]] = {side: [] for side in sides}
+        for _ in range(repeats):  # alternated, so every side sees the same load
+            for side, (extra, env) in sides.items():
+                found[side].append(nnlab_run(["-m", *args, *instruments, *extra], env))
+        span = {side: median(runs, "span_s") for side, runs in found.items()}
+        for side, runs in found.items():
+            ratio = "" if side == "packed" else f"**{span[side] / span['packed']:.2f}x**"
+            lines.append(f"| {label} | {side} | {span[side]:.1f} | {median(runs, 'wall_s'):.1f} "
+                         f"| {ratio} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
