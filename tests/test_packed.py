@@ -231,3 +231,20 @@ def test_packed_members_log_the_solo_runs_instruments(compose_cfg, tmp_path,
         assert figures == {a.path for a in client.list_artifacts(twin.info.run_id,
                                                                  "instruments")}
         assert "instruments/decision_boundary.gif" in figures
+
+
+def test_a_pack_splits_at_max_members_and_says_how_many_fit(all_runs, run_cli, tmp_path) -> None:
+    result = run_cli(tmp_path, "-m", "hydra/launcher=packed", "model=mlp", "dataset=moons",
+                     "seed=0,1,2,3,4", "trainer.max_epochs=1", "instruments.enabled=false",
+                     "hydra.launcher.max_members=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = json.loads(next((tmp_path / "mlruns" / "hydra" / "multirun").glob("*/packs.json"))
+                      .read_text())
+    assert [p["members"] for p in plan["packs"]] == [2, 2, 1]
+    assert [p["jobs"] for p in plan["packs"]] == [[0, 1], [2, 3], [4]]
+    fits = plan["packs"][0]["fit_in_memory"]
+    assert fits > 1000  # a 2-input MLP on 1,000 points: a few hundred kB a member
+    assert f"{fits} such members would fit half its free memory" in result.stdout
+    runs = all_runs(tmp_path)
+    assert len(runs) == 5 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags[PACK_TAG] for r in runs}) == 3

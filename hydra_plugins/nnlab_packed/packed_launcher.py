@@ -190,7 +190,8 @@ class PackedLauncher(Launcher):
             for job in group:
                 job.reason = reason
             return []
-        size = min(self.max_members, members_that_fit(built, device))
+        fits = members_that_fit(built, device)
+        size = min(self.max_members, fits)
         done = []
         for start in range(0, len(group), size):
             part = slice(start, start + size)
@@ -211,7 +212,8 @@ class PackedLauncher(Launcher):
                 record_job(job.config.hydra.sweep.dir, job.num, job.overrides, member.error)
                 returns[job.num] = ret
             done.append({"pack": name, "jobs": [j.num for j in group[part]],
-                         "members": len(group[part])})
+                         "members": len(group[part]), "fit_in_memory": fits,
+                         "device": device.type})
         return done
 
     def _report(self, sweep_dir: Path, packed: list[dict[str, Any]], solo: list[Job],
@@ -221,7 +223,8 @@ class PackedLauncher(Launcher):
                  f"{len(packed)} pack(s), {len(solo)} run solo"
                  + (":" if packed or solo else ".")]
         for p in packed:
-            lines.append(f"  pack {p['pack']}: jobs {p['jobs']}")
+            lines.append(f"  pack {p['pack']}: jobs {p['jobs']} (on the {p['device']}, "
+                         f"{p['fit_in_memory']} such members would fit half its free memory)")
         for job in solo:
             lines.append(f"  solo job {job.num} ({' '.join(job.overrides) or 'no overrides'}): "
                          f"{job.reason}")
