@@ -348,6 +348,10 @@ def write_findings(doc: Path, mode: str, seeds: int, sections: list[tuple[Study,
     lines.append("")
     for _, body, _ in sections:
         lines += body
+    appendix = Path(__file__).resolve().parent.parent / "docs" / "findings-appendix.md"
+    if appendix.is_file():  # measurements made outside the studies (NumPy parity, overhead)
+        lines += [line for line in appendix.read_text().splitlines()
+                  if not line.startswith("<!--")]
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines))
 
