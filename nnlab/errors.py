@@ -29,6 +29,10 @@ def _hydra_message(err: BaseException) -> str | None:
 
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__
+    if isinstance(err, ValueError) and text.startswith("Only one of --run, --multirun"):
+        return (f"{text}: these flags pick what Hydra does, one at a time. To see a sweep's "
+                "config, drop -m and give one value per key (python -m nnlab experiment=<name> "
+                "--cfg job), or add --info to see the search path.")
     if isinstance(err, MissingConfigException):
         found = re.search(r"Could not find '([^']+)'", text)
         if found and "/" in found.group(1):

@@ -72,6 +72,7 @@ BAD_INPUTS: list[tuple[list[str], list[str]]] = [
     (["checkpoint.every_n_steps=-1"], ["checkpoint.every_n_steps=-1", ">= 0"]),
     (["+activaton=relu"], ["activaton", "Did you mean 'activation'"]),
     (["+sed=3"], ["sed", "Did you mean 'seed'"]),
+    (["-m", "seed=0,1", "--cfg", "job"], ["--multirun, --cfg", "drop -m"]),
 ]
 
 
