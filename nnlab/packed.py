@@ -60,6 +60,8 @@ def unpackable(cfg: DictConfig) -> str | None:
     tree = OmegaConf.to_container(cfg, resolve=True)
     if tree.get("resume"):
         return "resume= continues one run from its checkpoint"
+    if int(_get(tree, "accelerator.devices") or 1) > 1:
+        return "accelerator.devices > 1 trains one job over several devices (DDP); a pack uses one"
     if _get(tree, "trainer.gradient_clip_val"):
         return "gradient clipping (trainer.gradient_clip_val) is not vectorised"
     if _get(tree, "scheduler._target_"):

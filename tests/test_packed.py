@@ -112,6 +112,7 @@ def test_pack_key_groups_only_packable_differences(compose_cfg) -> None:
     assert "gradient clipping" in unpackable(compose_cfg([*base, "trainer.gradient_clip_val=1"]))
     assert "scheduler=step" in unpackable(compose_cfg([*base, "scheduler=step"]))
     assert "rmsprop" in unpackable(compose_cfg([*base, "optimizer=rmsprop"]))
+    assert "DDP" in unpackable(compose_cfg([*base, "accelerator.devices=2"]))
     batchnorm = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
     assert "BatchNorm" in model_unpackable(batchnorm, torch.device("cpu"), True)
     conv = nn.Sequential(nn.Conv2d(1, 2, 3))
