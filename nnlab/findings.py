@@ -296,10 +296,15 @@ def study_section(study: Study, command: str, wall: float | None, store: Path, f
     report, _ = write_report(client, study.name, figures)
     results = [*check_claims(runs, study.claims), *check_targets(runs, study.targets)]
     recorded = store / "wall.json"
-    if wall is None and recorded.exists():  # --report-only: the time the study's run took
-        wall = json.loads(recorded.read_text())["seconds"]
+    load = None
+    if recorded.exists():  # the time the study's run took, and how busy the machine was
+        found = json.loads(recorded.read_text())
+        wall = found["seconds"] if wall is None else wall
+        load = found.get("load_1min_at_end")
     epochs = sorted({r.data.params.get("trainer.max_epochs") for r in runs})
     timing = f"{wall:.0f} s wall" if wall is not None else "wall time not measured"
+    if load is not None:
+        timing += f" (1-min load average at its end {load:.1f})"
     cut = study.quick if "study.mode=quick" in command else study.full
     lines = [f"## {study.title} (`{study.name}`)", "",
              f"Ran `{command}`: {len(runs)} finished runs of {'/'.join(map(str, epochs))} "

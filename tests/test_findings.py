@@ -112,3 +112,8 @@ def test_findings_end_to_end_in_quick_mode(tmp_path) -> None:
     assert (doc.parent / "findings" / "loss_regression_study" / "learning_curves.png"
             ).stat().st_size > 10_000
     assert set(BY_NAME) >= {"init_study", "activation_study", "optimizer_study"}
+    # --report-only rewrites the document from the stores, keeping each study's measured time
+    assert main(["--mode", "quick", "--studies", "loss_regression_study", "--seeds", "2",
+                 "--store", str(store), "--out", str(doc), "--report-only",
+                 "--extra", "loss=mse,smooth_l1 instruments.plots=false"]) == 0
+    assert f"{ran.group(1)} s wall (1-min load average" in doc.read_text()
