@@ -9,6 +9,10 @@ formulas with per-member hyper-parameters. Every member logs into its own MLflow
 
 What packs: jobs whose resolved configs differ only in `PACKABLE` keys. `unpackable` names why a
 config cannot pack at all.
+
+Kill and resume: `run_pack` keeps a pack checkpoint (PackCheckpointer) that the members' runs
+point to; `sweep.resume=true` continues a killed pack from it in the same runs (the packed
+launcher's `_previous`).
 """
 
 from __future__ import annotations

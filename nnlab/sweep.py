@@ -7,7 +7,8 @@ shared with the host that launched the sweep (Hydra's sweep dir, submitit's fold
 
 With `sweep.resume=true` a job first looks in the target experiment for a run of the same config
 (`nnlab.config_hash`): FINISHED -> skipped; killed or interrupted with a checkpoint -> resumed into
-the same run; otherwise run as usual."""
+the same run; otherwise run as usual. hydra/launcher=packed does the same for a killed pack,
+from the pack's checkpoint (previous_runs and earlier_unfinished are shared with it)."""
 
 from __future__ import annotations
 
