@@ -127,3 +127,8 @@ def test_sigkill_of_the_process_group_then_resume_continues_from_the_last_checkp
     assert len(before) == 4 and {r.info.status for r in before.values()} == {"RUNNING"}
     assert all(Path(r.data.tags["nnlab.checkpoint"]).is_file() for r in before.values())
     resume_and_check(tmp_path, before, straight, run_cli, all_runs, store_uri)
+    again = run_cli(tmp_path, *SWEEP, "sweep.resume=true")  # all done: every job skipped
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 of 4 jobs finished (4 skipped as already FINISHED, 0 resumed, 0 run)" \
+        in again.stdout, again.stdout[-2000:]
+    assert len(all_runs(tmp_path)) == 4
