@@ -9,6 +9,10 @@ formulas with per-member hyper-parameters. Every member logs into its own MLflow
 
 What packs: jobs whose resolved configs differ only in `PACKABLE` keys. `unpackable` names why a
 config cannot pack at all.
+
+Kill and resume: `run_pack` keeps a pack checkpoint (PackCheckpointer) that the members' runs
+point to; `sweep.resume=true` continues a killed pack from it in the same runs (the packed
+launcher's `_previous`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from nnlab import tags
+from nnlab.callbacks import Checkpointer
 
 # Keys whose values may differ inside a pack (dotted paths of the resolved config).
 PACKABLE = ("seed", "init", "optimizer.lr", "optimizer.momentum", "optimizer.weight_decay",
@@ -240,6 +245,9 @@ class PackedBatches:
     Shuffled splits draw each member's order with that member's own `TensorBatches` and
     generator (the one its solo run's data module makes), so every member sees its solo run's
     batches in its solo run's order. Identical splits (members with the same seed) are kept once.
+    `epoch_states` are the shuffling generators' states at the start of the current epoch;
+    `resume` (such states, and the batches of that epoch already trained) makes the next epoch
+    repeat that epoch's order from the batch after those.
     """
 
     def __init__(self, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor], batch_size: int,
@@ -259,6 +267,15 @@ class PackedBatches:
         self.which = torch.tensor(which)
         self.n, self.batch_size = xs[0].shape[0], batch_size
         self.generators = generators
+        self.epoch_states: list[torch.Tensor] = []
+        self.resume: tuple[list[torch.Tensor], int] | None = None
+
+    def state(self, done: int, batches: int) -> tuple[list[torch.Tensor], int]:
+        """Where training is in the data, `done` of this epoch's `batches` trained: what `resume`
+        takes (after the epoch's last batch: the next epoch's start, as the generators are)."""
+        if done >= batches or not self.epoch_states:
+            return [g.get_state() for g in self.generators or []], 0
+        return list(self.epoch_states), done
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
@@ -275,13 +292,22 @@ class PackedBatches:
                 end = start + self.batch_size
                 yield self.x[self.which, start:end], self.y[self.which, start:end]
             return
+        skip = 0
+        if self.resume is not None:
+            states, skip = self.resume
+            self.resume = None
+            for gen, state in zip(self.generators, states, strict=True):
+                gen.set_state(state)
+        self.epoch_states = [g.get_state() for g in self.generators]
         index = torch.arange(self.n)
         orders = [iter(TensorBatches(index, index, self.batch_size, True, g))
                   for g in self.generators]
         rows = self.which.view(-1, 1)
-        for _ in range(len(self)):
-            idx = torch.stack([next(order)[0] for order in orders]).to(self.x.device)
-            yield self.x[rows, idx], self.y[rows, idx]
+        for i in range(len(self)):
+            idx = [next(order)[0] for order in orders]  # drawn whether trained or skipped
+            if i >= skip:
+                idx = torch.stack(idx).to(self.x.device)
+                yield self.x[rows, idx], self.y[rows, idx]
         for order in orders:  # each member's end-of-epoch draw, as its solo loader makes it
             next(order, None)
 
@@ -360,6 +386,25 @@ class PackInstruments:
         self.act_sums: torch.Tensor | None = None  # (acts, M, 4): sum, sum of squares, n, sat.
         self.act_last: torch.Tensor | None = None
         self.alive_units: list[torch.Tensor] | None = None  # per dying act: (M, units...)
+
+    def state(self) -> dict[str, Any]:
+        """The epoch's running sums (on the CPU), for a pack checkpoint."""
+        def cpu(value: Any) -> Any:
+            if isinstance(value, list):
+                return [cpu(v) for v in value]
+            return value.detach().cpu().clone() if isinstance(value, torch.Tensor) else value
+
+        return {key: cpu(getattr(self, key)) for key in
+                ("grad_sum", "grad_steps", "act_sums", "act_last", "alive_units")}
+
+    def load(self, state: dict[str, Any], device: torch.device) -> None:
+        def to(value: Any) -> Any:
+            if isinstance(value, list):
+                return [to(v) for v in value]
+            return value.to(device) if isinstance(value, torch.Tensor) else value
+
+        for key, value in state.items():
+            setattr(self, key, to(value))
 
     def take(self, stats: Sequence[torch.Tensor], fired: Sequence[torch.Tensor]) -> None:
         """One training step's activation statistics, (M, 4) per act and (M, units...) fired."""
@@ -657,10 +702,10 @@ class PackedModule(pl.LightningModule):
         from nnlab.instruments import boundary_grid
 
         train = self.trainer.train_dataloader
-        if self.plots and self.task == "classification" and self.current_epoch == 0:
+        if self.plots and self.task == "classification":
             self.frame_grid = boundary_grid(train.x[0]) if isinstance(train, PackedBatches) \
                 else None
-            if self.frame_grid is not None:
+            if self.frame_grid is not None and not any(self.frames):  # not after a resume
                 self._frames(0)
 
     def _frames(self, epoch: int) -> None:
@@ -772,11 +817,11 @@ def pack_trainer(cfg: DictConfig, root: Path, **overrides: Any) -> pl.Trainer:
     """The Trainer a pack fits with: the members' trainer settings, no logger of its own."""
     from nnlab.config import plain
 
-    settings = {**plain(cfg.trainer), **overrides}
+    settings = {"callbacks": [], **plain(cfg.trainer), **overrides}
     settings.pop("gradient_clip_val", None)
     return pl.Trainer(
         accelerator=cfg.accelerator.accelerator, devices=cfg.accelerator.devices,
-        precision=str(cfg.accelerator.precision), logger=False, callbacks=[],
+        precision=str(cfg.accelerator.precision), logger=False,
         default_root_dir=root, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, **settings)
 
@@ -807,7 +852,94 @@ def members_that_fit(built: tuple[list[Any], list[Any], list[torch.Generator]],
     return max(1, free // 2 // per_member)
 
 
-def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any) -> None:
+# -- checkpoints: kill and resume ---------------------------------------------------------------
+
+PACK_STATE = "nnlab_pack"  # a pack checkpoint's own part, beside Lightning's
+
+
+@dataclass
+class PackResume:
+    """A killed pack to continue: its checkpoint, and each member's MLflow run in pack order."""
+
+    checkpoint: Path
+    runs: list[Any]
+
+
+def pack_checkpoint(members: Sequence[Member], pack_id: str) -> Path:
+    """Where a pack keeps its checkpoint: `<sweep folder>/<pack>/pack.ckpt`."""
+    return (members[0].output_dir.parent / pack_id.rsplit("/", 1)[-1] / "pack.ckpt").resolve()
+
+
+def pack_run_ids(path: Path) -> list[str | None]:
+    """The member runs a pack checkpoint holds, in pack order."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return list(state[PACK_STATE]["run_ids"])
+
+
+class PackCheckpointer(Checkpointer):
+    """The solo Checkpointer's saves (every `every_n_steps` optimiser steps, at each epoch's first
+    batch, at the end, and when SIGTERM / Ctrl-C asks to stop, at a batch boundary), for a pack:
+    each member's logger is flushed first, and the checkpoint also holds the member runs, their
+    `alive` flags, the epoch sums and held values, and each member's dropout and shuffling
+    streams, so a resumed pack logs what the uninterrupted one logs."""
+
+    def __init__(self, path: Path, every_n_steps: int, members: Sequence[Member],
+                 dead: Sequence[int] = ()) -> None:
+        super().__init__(path, every_n_steps)
+        self.members, self.dead = members, list(dead)
+        self.train: PackedBatches | None = None
+        self._loaded: dict[str, Any] | None = None
+
+    def save(self, trainer: pl.Trainer) -> None:
+        for member in self.members:
+            if member.open:
+                member.logger.flush()
+        super().save(trainer)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        checkpoint[PACK_STATE] = {
+            "run_ids": [m.tracker.run_id if m.tracker else None for m in self.members],
+            "alive": pl_module.alive.cpu().clone(),
+            "sums": {stage: {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
+                             for k, v in vars(sums).items()}
+                     for stage, sums in pl_module.sums.items()},
+            "held": copy.deepcopy(pl_module.held), "last": copy.deepcopy(pl_module.last),
+            "dropout": [g.get_state() for g in pl_module.generators],
+            "shuffle": self.train.state(done, trainer.num_training_batches),
+            "instruments": (pl_module.instruments.state()
+                            if pl_module.instruments is not None else None),
+            "frames": copy.deepcopy(pl_module.frames),
+        }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        self._loaded = checkpoint[PACK_STATE]
+        self.train.resume = self._loaded["shuffle"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        pl_module.epoch_start = time.perf_counter()  # a resumed epoch has no epoch start
+        if self._loaded is None:
+            return
+        state, self._loaded = self._loaded, None
+        pl_module.alive.copy_(state["alive"])
+        pl_module.alive[self.dead] = False  # ended FAILED before the kill: not trained again
+        pl_module.sums = {stage: StageSums(**{
+            k: v.to(pl_module.device) if isinstance(v, torch.Tensor) else v
+            for k, v in sums.items()}) for stage, sums in state["sums"].items()}
+        pl_module.held, pl_module.last = state["held"], state["last"]
+        for gen, gen_state in zip(pl_module.generators, state["dropout"], strict=True):
+            gen.set_state(gen_state)
+        if pl_module.instruments is not None and state.get("instruments"):
+            pl_module.instruments.load(state["instruments"], pl_module.device)
+        pl_module.frames = state.get("frames") or pl_module.frames
+
+
+def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any,
+               checkpoint: Path) -> None:
     """Open the member's MLflow run with the params, tags and artifacts a solo run logs first."""
     from nnlab.build import data_info, data_profile
     from nnlab.logger import MlflowRunLogger
@@ -821,7 +953,7 @@ def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any) ->
     params = flatten(OmegaConf.to_container(member.cfg, resolve=True))
     params["model.num_params"] = num_params
     found = {**run_tags(member.cfg, member.overrides, member.tags), PACK_TAG: pack_id,
-             "nnlab.pack_size": str(pack_size)}
+             "nnlab.pack_size": str(pack_size), tags.CHECKPOINT: str(checkpoint)}
     if member.cfg.instruments.enabled:  # as the Instruments callback tags a solo run
         found[tags.LAYERS] = ",".join(
             name for name, m in member.model.named_modules()
@@ -838,6 +970,19 @@ def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any) ->
     member.tracker.log_dataset(member.cfg.dataset.name, digest, member.cfg.dataset._target_,
                                profile)
     member.logger = MlflowRunLogger(member.tracker)
+
+
+def _reopen_run(member: Member, run: Any, checkpoint: Path) -> None:
+    """Open a killed pack member's run again (RUNNING) to continue it from `checkpoint`; its
+    logger skips what the run logged already."""
+    from nnlab.logger import MlflowRunLogger
+    from nnlab.train import open_tracker
+
+    member.tracker = open_tracker(member.cfg)
+    logged = member.tracker.reopen(run.info.run_id)
+    member.open = True
+    member.tracker.set_tags({tags.RESUMED_FROM: checkpoint.name})
+    member.logger = MlflowRunLogger(member.tracker, logged=logged)
 
 
 def _end_run(member: Member, status: str, error: BaseException | None = None) -> None:
@@ -878,11 +1023,17 @@ def member_plots(member: Member, trained: nn.Module, datamodule: Any, module: Pa
 
 def run_pack(members: Sequence[Member], pack_id: str,
              built: tuple[list[Any], list[Any], list[torch.Generator]] | None = None,
-             cpu_threads: int | None = 1) -> PackedModule:
+             cpu_threads: int | None = 1, resume: PackResume | None = None) -> PackedModule:
     """Train the members as one pack, each into its own MLflow run; sets each member's `result`
     (the monitored metric) or `error`; returns the trained pack. `built`: build_members' result
     when the caller built the members already. Every run it opened ends FINISHED, FAILED
     (diverged alone, or the pack failed) or KILLED (Ctrl-C / SIGTERM).
+
+    The pack keeps a checkpoint (`pack_checkpoint`, each run's `nnlab.checkpoint` tag), saved
+    every `checkpoint.every_n_steps` optimiser steps, at each epoch's start and when SIGTERM or
+    Ctrl-C stops it at a batch boundary. `resume`: continue a killed pack from its checkpoint in
+    its members' own runs (members in the checkpoint's order); a member whose run ended FAILED
+    (diverged) stays so.
 
     `cpu_threads`: torch's intra-op threads while a pack trains on the CPU (None: unchanged). A
     pack's tensors are M times a job's, large enough for torch to split each op across threads
@@ -896,9 +1047,12 @@ def run_pack(members: Sequence[Member], pack_id: str,
     datamodules, modules, generators = built or build_members(members)
 
     def log(m: int, values: dict[str, float], step: int) -> None:
-        members[m].logger.log_metrics(values, step)
+        if members[m].open:
+            members[m].logger.log_metrics(values, step)
 
     def diverged(m: int, message: str) -> None:
+        if not members[m].open:
+            return
         members[m].tracker.set_tags({tags.DIVERGED: "true"})
         if members[m].cfg.instruments.enabled and members[m].cfg.instruments.plots:
             init_plot(members[m])  # as a solo run's: often it explains the divergence
@@ -906,21 +1060,35 @@ def run_pack(members: Sequence[Member], pack_id: str,
         print(f"nnlab: pack {pack_id}: run {members[m].tracker.run_id} diverged and ended FAILED "
               f"(the others go on): {message}", file=sys.stderr, flush=True)
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ckpt_path = resume.checkpoint if resume else pack_checkpoint(members, pack_id)
+    dead = [m for m, run in enumerate(resume.runs if resume else [])
+            if run.info.status == "FAILED"]
+    checkpointer = PackCheckpointer(ckpt_path, int(members[0].cfg.checkpoint.every_n_steps),
+                                    members, dead)
+    # SIGINT/SIGTERM: stop at the next batch boundary, where the checkpoint is consistent
+    previous = {sig: signal.signal(sig, checkpointer.request_stop)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     threads = torch.get_num_threads()
     try:
         for m, member in enumerate(members):
             member.model = modules[m].model
-            _start_run(member, pack_id, len(members), datamodules[m])
+            if resume is None:
+                _start_run(member, pack_id, len(members), datamodules[m], ckpt_path)
+            elif m in dead:
+                member.error = resume.runs[m].data.tags.get(tags.ERROR, "FAILED before the kill")
+            else:
+                _reopen_run(member, resume.runs[m], ckpt_path)
+        if resume is not None:
+            print(f"nnlab: resuming pack {pack_id} from {ckpt_path}", flush=True)
         module, train, val, test = make_pack(members, datamodules, modules, generators,
                                              MemberHooks(log, diverged))
-        trainer = pack_trainer(members[0].cfg, members[0].output_dir.parent)
+        checkpointer.train = train
+        trainer = pack_trainer(members[0].cfg, members[0].output_dir.parent,
+                               callbacks=[checkpointer])
         if cpu_threads and trainer.strategy.root_device.type == "cpu":
             torch.set_num_threads(cpu_threads)
-        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val,
+                    ckpt_path=str(ckpt_path) if resume else None)
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         trainer.test(module, dataloaders=test, verbose=False)
@@ -941,12 +1109,19 @@ def run_pack(members: Sequence[Member], pack_id: str,
                   f"{member.result:.4f} {scores}", flush=True)
         return module
     except BaseException as err:
-        killed = isinstance(err, KeyboardInterrupt | SystemExit)
+        killed = isinstance(err, KeyboardInterrupt | SystemExit)  # Lightning: SystemExit
+        if killed and not isinstance(err, KeyboardInterrupt):
+            err = KeyboardInterrupt("interrupted")
         for member in members:
             if member.open:
                 _end_run(member, "KILLED" if killed else "FAILED", err)
             elif member.tracker is None:
-                member.error = f"{type(err).__name__}: {err}"
+                member.error = member.error or f"{type(err).__name__}: {err}"
+        if killed:
+            kept = (f"checkpoint {ckpt_path}; continue with the same command and "
+                    "sweep.resume=true" if ckpt_path.is_file() else "no checkpoint was saved")
+            print(f"nnlab: pack {pack_id} KILLED ({err}); {kept}", file=sys.stderr, flush=True)
+            raise err from None
         raise
     finally:
         torch.set_num_threads(threads)

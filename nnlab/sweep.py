@@ -7,7 +7,8 @@ shared with the host that launched the sweep (Hydra's sweep dir, submitit's fold
 
 With `sweep.resume=true` a job first looks in the target experiment for a run of the same config
 (`nnlab.config_hash`): FINISHED -> skipped; killed or interrupted with a checkpoint -> resumed into
-the same run; otherwise run as usual."""
+the same run; otherwise run as usual. hydra/launcher=packed does the same for a killed pack,
+from the pack's checkpoint (previous_runs and earlier_unfinished are shared with it)."""
 
 from __future__ import annotations
 
@@ -129,42 +130,55 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def previous_runs(tracker: Any, cfg: DictConfig) -> list[Any]:
+    """The target experiment's runs of this (validated) config, newest first."""
+    from nnlab.tags import CONFIG_HASH
+
+    return tracker.client.search_runs([tracker.experiment_id],
+                                      f"tags.`{CONFIG_HASH}` = '{config_hash(cfg)}'",
+                                      order_by=["attributes.start_time DESC"])
+
+
+def earlier_unfinished(client: Any, found: list[Any], sweep_id: str | None) -> list[Any]:
+    """`found` less the runs of this very sweep (they may still be running: another rank of this
+    job, a twin job): only an earlier sweep's unfinished runs are resumed or superseded. Ends
+    KILLED the parent run of an earlier sweep that was killed with one of them unfinished."""
+    from nnlab.tags import PARENT, SWEEP_ID
+
+    found = [r for r in found if sweep_id is None or r.data.tags.get(SWEEP_ID) != sweep_id]
+    for prev in found:
+        parent = prev.data.tags.get(PARENT)
+        if prev.info.status != "FINISHED" and parent and \
+                client.get_run(parent).info.status == "RUNNING":
+            client.set_terminated(parent, "KILLED")
+    return found
+
+
 def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
             tags: dict[str, str], sweep_dir: str) -> tuple[float, str]:
     """One sweep job: (the monitored value, how: run, skipped or resumed)."""
     from nnlab.config import validate
     from nnlab.tags import CHECKPOINT as CHECKPOINT_TAG
-    from nnlab.tags import CONFIG_HASH as CONFIG_HASH_TAG
-    from nnlab.tags import PARENT as PARENT_TAG
-    from nnlab.tags import SWEEP_ID
+    from nnlab.tags import PACK, SWEEP_ID
     from nnlab.train import open_tracker, run
 
     if not cfg.get("sweep", {}).get("resume") or cfg.get("resume"):
         return run(cfg, overrides, output_dir, tags, sweep_dir), "run"
     validate(cfg)  # the hash is of the config as it runs, defaults filled in
-    tracker = open_tracker(cfg)  # the target experiment's runs of this config, newest first
+    tracker = open_tracker(cfg)
     client = tracker.client
-    found = client.search_runs([tracker.experiment_id],
-                               f"tags.`{CONFIG_HASH_TAG}` = '{config_hash(cfg)}'",
-                               order_by=["attributes.start_time DESC"])
+    found = previous_runs(tracker, cfg)
     for prev in found:
         if prev.info.status == "FINISHED":
             value = monitored_value(prev)
             print(f"nnlab: skipped: run {prev.info.run_id} of this config already FINISHED",
                   flush=True)
             return value, "skipped"
-    # Runs of this very sweep may still be running (another rank of this job, a twin job):
-    # only an earlier sweep's unfinished runs are resumed or superseded.
-    sweep_id = tags.get(SWEEP_ID)
-    found = [r for r in found if sweep_id is None or r.data.tags.get(SWEEP_ID) != sweep_id]
-    for prev in found:  # an earlier sweep that was killed: its parent run ends KILLED
-        parent = prev.data.tags.get(PARENT_TAG)
-        if prev.info.status != "FINISHED" and parent and \
-                client.get_run(parent).info.status == "RUNNING":
-            client.set_terminated(parent, "KILLED")
+    found = earlier_unfinished(client, found, tags.get(SWEEP_ID))
     for prev in found:  # KILLED, or RUNNING when its process was killed outright
         ckpt = prev.data.tags.get(CHECKPOINT_TAG)
-        if prev.info.status in ("KILLED", "RUNNING") and ckpt and Path(ckpt).is_file():
+        if prev.info.status in ("KILLED", "RUNNING") and ckpt and Path(ckpt).is_file() \
+                and PACK not in prev.data.tags:  # a pack's checkpoint: hydra/launcher=packed
             resumed = OmegaConf.merge(cfg, {"resume": prev.info.run_id})
             return run(resumed, [f"resume={prev.info.run_id}"], output_dir), "resumed"
     for prev in found:  # killed outright before its first checkpoint: superseded by a new run

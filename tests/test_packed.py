@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from nnlab import tags
 from nnlab.packed import (
     PACK_TAG,
     Member,
@@ -20,7 +21,6 @@ from nnlab.packed import (
     run_pack,
     unpackable,
 )
-from nnlab import tags
 from nnlab.train import run
 
 TOLERANCE = 1e-5  # relative, float32 (the issue's contract)
@@ -198,7 +198,7 @@ def test_packed_members_log_the_solo_runs_instruments(compose_cfg, tmp_path,
     at the same steps, with its solo run's values; and the same figures under instruments/."""
     from mlflow.tracking import MlflowClient
 
-    members, solo_ids = [], []
+    members = []
     for seed in (0, 1):
         overrides = [*base_overrides(tmp_path, 6), "trainer.max_epochs=2", f"seed={seed}",
                      f"activation={activation}", "instruments.enabled=true",

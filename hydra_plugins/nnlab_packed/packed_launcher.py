@@ -5,6 +5,11 @@ keys (seed, init, optimiser lr / momentum / weight decay, dropout rate) train as
 member into its own MLflow run; every other job runs the normal way, one after another. The
 launcher prints which jobs packed and why the others did not.
 
+A pack keeps a checkpoint (every `checkpoint.every_n_steps` steps and when SIGTERM / Ctrl-C stops
+it); with `sweep.resume=true` the same sweep command skips the jobs whose config already has a
+FINISHED run, continues a killed pack in its members' own runs when all of them are in the sweep,
+and runs the rest (a killed pack that cannot continue trains afresh).
+
 No `from __future__ import annotations` here: Hydra scans plugin modules without registering them
 in sys.modules, where dataclasses cannot resolve string annotations.
 """
@@ -152,6 +157,9 @@ class PackedLauncher(Launcher):
         seen: dict[str, Any] = {}
 
         def note(task_cfg: DictConfig) -> None:
+            from nnlab.config import validate
+
+            validate(task_cfg)  # defaults filled in, as a solo run's (its config hash too)
             hydra_cfg = HydraConfig.get()
             seen.update(cfg=task_cfg, output_dir=Path(hydra_cfg.runtime.output_dir),
                         sweep_dir=Path(hydra_cfg.sweep.dir),
@@ -192,29 +200,82 @@ class PackedLauncher(Launcher):
             return []
         fits = members_that_fit(built, device)
         size = min(self.max_members, fits)
+        left, parts = list(range(len(group))), []
+        if members[0].cfg.get("sweep", {}).get("resume"):
+            left, parts = self._previous(group, prepared, members, returns)
+        for start in range(0, len(left), size):
+            name = pack_id if size >= len(left) else f"{pack_id}.{start // size}"
+            parts.append((name, left[start:start + size], None))
         done = []
-        for start in range(0, len(group), size):
-            part = slice(start, start + size)
-            name = pack_id if size >= len(group) else f"{pack_id}.{start // size}"
+        for name, part, resume in parts:
             try:
-                run_pack(members[part], name, tuple(b[part] for b in built), self.cpu_threads)
+                run_pack([members[i] for i in part], name, tuple([b[i] for i in part]
+                                                                 for b in built),
+                         self.cpu_threads, resume)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # the members' runs are FAILED; the sweep goes on
                 print(f"nnlab: pack {name} failed: {type(err).__name__}: {err}",
                       file=sys.stderr, flush=True)
-                for member in members[part]:
-                    member.error = member.error or f"{type(err).__name__}: {err}"
-            for job, (ret, _), member in zip(group[part], prepared[part], members[part],
-                                            strict=True):
+                for i in part:
+                    members[i].error = members[i].error or f"{type(err).__name__}: {err}"
+            for i in part:
+                job, (ret, _), member = group[i], prepared[i], members[i]
                 ret.return_value = member.result if member.error is None else math.nan
                 ret.status = JobStatus.COMPLETED
-                record_job(job.config.hydra.sweep.dir, job.num, job.overrides, member.error)
+                record_job(job.config.hydra.sweep.dir, job.num, job.overrides, member.error,
+                           "run" if resume is None else "resumed")
                 returns[job.num] = ret
-            done.append({"pack": name, "jobs": [j.num for j in group[part]],
-                         "members": len(group[part]), "fit_in_memory": fits,
+            done.append({"pack": name, "jobs": [group[i].num for i in part],
+                         "members": len(part), "fit_in_memory": fits,
                          "device": device.type})
         return done
+
+    def _previous(self, group: list[Job], prepared: list[tuple[JobReturn, dict[str, Any]]],
+                  members: list[Any], returns: dict[int, JobReturn]) -> tuple[list[int], list]:
+        """`sweep.resume=true`: jobs whose config has a FINISHED run are recorded skipped; a
+        killed pack (an earlier sweep's) whose members are all in this group continues from its
+        checkpoint. Returns the jobs left to train (indices into `group`) and the packs to resume
+        as (pack name, indices in the pack's order, PackResume); the left jobs' runs an earlier
+        sweep left RUNNING end KILLED (superseded)."""
+        from nnlab.packed import PackResume, pack_run_ids
+        from nnlab.sweep import earlier_unfinished, monitored_value, previous_runs, record_job
+        from nnlab.train import open_tracker
+
+        tracker = open_tracker(members[0].cfg)
+        left, earlier, by_ckpt = [], {}, {}
+        for i, member in enumerate(members):
+            found = previous_runs(tracker, member.cfg)
+            finished = next((r for r in found if r.info.status == "FINISHED"), None)
+            if finished is not None:
+                print(f"nnlab: skipped: run {finished.info.run_id} of job {group[i].num}'s "
+                      "config already FINISHED", flush=True)
+                ret = prepared[i][0]
+                ret.return_value, ret.status = monitored_value(finished), JobStatus.COMPLETED
+                record_job(group[i].config.hydra.sweep.dir, group[i].num, group[i].overrides,
+                           None, "skipped")
+                returns[group[i].num] = ret
+                continue
+            left.append(i)
+            earlier[i] = earlier_unfinished(tracker.client, found, member.tags[tags.SWEEP_ID])
+            prev = next((r for r in earlier[i] if tags.PACK in r.data.tags), None)
+            ckpt = prev.data.tags.get(tags.CHECKPOINT) if prev is not None else None
+            if ckpt and Path(ckpt).is_file():
+                by_ckpt.setdefault(ckpt, {})[prev.info.run_id] = (i, prev)
+        parts = []
+        for ckpt, here in by_ckpt.items():
+            run_ids = pack_run_ids(Path(ckpt))
+            if sorted(run_ids, key=str) != sorted(here):  # some members are not in this sweep
+                continue
+            order = [here[run_id] for run_id in run_ids]
+            parts.append((order[0][1].data.tags[tags.PACK], [i for i, _ in order],
+                          PackResume(Path(ckpt), [run for _, run in order])))
+            left = [i for i in left if i not in {j for j, _ in order}]
+        for i in left:  # killed outright before a checkpoint, or not resumable together
+            for prev in earlier[i]:
+                if prev.info.status == "RUNNING":
+                    tracker.client.set_terminated(prev.info.run_id, "KILLED")
+        return left, parts
 
     def _report(self, sweep_dir: Path, packed: list[dict[str, Any]], solo: list[Job],
                 final: bool = False) -> None:
