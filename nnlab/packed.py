@@ -814,16 +814,13 @@ def make_pack(members: Sequence[Member], datamodules: Sequence[Any], modules: Se
 
 
 def pack_trainer(cfg: DictConfig, root: Path, **overrides: Any) -> pl.Trainer:
-    """The Trainer a pack fits with: the members' trainer settings, no logger of its own."""
-    from nnlab.config import plain
+    """The solo runs' Trainer recipe (nnlab.train.make_trainer: the members' accelerator and
+    trainer flags) for a pack: no logger of its own (each member logs into its run) and no
+    sanity validation. One device: DDP and gradient-clipping jobs do not pack."""
+    from nnlab.train import make_trainer
 
-    settings = {"callbacks": [], **plain(cfg.trainer), **overrides}
-    settings.pop("gradient_clip_val", None)
-    return pl.Trainer(
-        accelerator=cfg.accelerator.accelerator, devices=cfg.accelerator.devices,
-        precision=str(cfg.accelerator.precision), logger=False,
-        default_root_dir=root, enable_checkpointing=False, enable_model_summary=False,
-        num_sanity_val_steps=0, **settings)
+    return make_trainer(cfg, logger=False, default_root_dir=root, num_sanity_val_steps=0,
+                        **{"callbacks": [], **overrides})
 
 
 def members_that_fit(built: tuple[list[Any], list[Any], list[torch.Generator]],
