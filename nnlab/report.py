@@ -27,8 +27,6 @@ from typing import Any
 
 from nnlab import tags
 
-REPORT_TAG = tags.REPORT
-LAYERS_TAG = tags.LAYERS
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
 LOWER_IS_BETTER = ("loss", "mse", "mae", "time")
 CURVES = ("train/loss_epoch", "val/loss", "val/acc", "val/r2")
@@ -213,7 +211,7 @@ def load_runs(client: Any, experiment: str) -> list[Any]:
         raise SystemExit(f"nnlab.report: no MLflow experiment named {experiment!r}")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                               max_results=50000)
-    return [r for r in runs if r.data.tags.get(REPORT_TAG) != "true"  # reports from before 0.2
+    return [r for r in runs if r.data.tags.get(tags.REPORT) != "true"  # reports from before 0.2
             and r.data.tags.get(tags.SOURCE) != "nnlab sweep"]  # a sweep's parent run
 
 
@@ -367,7 +365,7 @@ def plot_learning_curves(client: Any, groups: Sequence[Group], path: Path) -> bo
 
 def layer_gradients(group: Group) -> tuple[list[str], list[float]]:
     """The group's per-layer gradient norms of the last epoch, mean over seeds, input first."""
-    layers = group.runs[0].data.tags.get(LAYERS_TAG, "")
+    layers = group.runs[0].data.tags.get(tags.LAYERS, "")
     names = [n for n in layers.split(",") if n]
     norms = []
     for name in names:
@@ -462,7 +460,7 @@ def log_report(client: Any, experiment: str, out: Path) -> str:
     experiment_id = found.experiment_id if found else client.create_experiment(
         report_experiment(experiment))
     run = client.create_run(experiment_id, run_name=f"report {experiment}",
-                            tags={REPORT_TAG: "true", tags.SOURCE: "nnlab.report"})
+                            tags={tags.REPORT: "true", tags.SOURCE: "nnlab.report"})
     client.log_artifacts(run.info.run_id, str(out), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id

@@ -7,8 +7,8 @@ import statistics
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nnlab import train
-from nnlab.report import REPORT_TAG, main, report_experiment
+from nnlab import tags, train
+from nnlab.report import main, report_experiment
 
 INITS, SEEDS = ("zeros", "xavier_normal"), (0, 1)
 
@@ -60,9 +60,9 @@ def test_report_aggregates_names_the_winner_and_logs_itself(compose_cfg, study, 
         assert (out / png).read_bytes().startswith(b"\x89PNG")
         assert f"]({png})" in text
 
-    assert not client.search_runs([experiment_id], f"tags.`{REPORT_TAG}` = 'true'")
+    assert not client.search_runs([experiment_id], f"tags.`{tags.REPORT}` = 'true'")
     reports = client.get_experiment_by_name(report_experiment("report_study")).experiment_id
-    (report,) = client.search_runs([reports], f"tags.`{REPORT_TAG}` = 'true'")
+    (report,) = client.search_runs([reports], f"tags.`{tags.REPORT}` = 'true'")
     logged = {a.path for a in client.list_artifacts(report.info.run_id, "report")}
     assert logged == {"report/report.md", "report/learning_curves.png",
                       "report/layer_gradients.png"}
