@@ -91,6 +91,32 @@ def all_runs():
     return _all_runs
 
 
+def _moons_study(folder: Path, experiment: str, grid: dict[str, tuple[str, ...]],
+                 model: tuple[str, ...] = ("model=mlp",)) -> str:
+    """Train every combination of `grid` (key -> values) as its own run: an MLP on moons, 3
+    epochs each, into experiment `experiment` of a store in `folder`; returns the store's URI."""
+    from itertools import product
+
+    from nnlab import train
+
+    uri = f"sqlite:///{folder}/mlflow.db"
+    for values in product(*grid.values()):
+        chosen = [f"{key}={value}" for key, value in zip(grid, values, strict=True)]
+        train.run(_compose_cfg([
+            *model, "dataset=moons", *chosen, "trainer.max_epochs=3", "accelerator=cpu",
+            "trainer.enable_progress_bar=false", "instruments.plots=false",
+            f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={folder}/artifacts",
+            f"mlflow.experiment_name={experiment}"]), output_dir=folder)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def moons_study():
+    """moons_study(folder, experiment, {key: values}, model=(...)) -> the store URI of a small
+    real study: one MLP-on-moons run per combination of the grid, 3 epochs each."""
+    return _moons_study
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `gpu` run where CUDA is visible and are skipped cleanly elsewhere."""
     import torch

@@ -7,26 +7,18 @@ import statistics
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nnlab import tags, train
+from nnlab import tags
 from nnlab.report import main, report_experiment
 
 INITS, SEEDS = ("zeros", "xavier_normal"), (0, 1)
 
 
 @pytest.fixture(scope="module")
-def study(compose_cfg, tmp_path_factory):
+def study(moons_study, tmp_path_factory):
     """init in {zeros, xavier_normal} x 2 seeds: a tanh MLP on moons, 3 epochs each."""
     tmp = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    for init in INITS:
-        for seed in SEEDS:
-            cfg = compose_cfg([
-                "model=mlp", "model.hidden=[16,16]", "activation=tanh", "dataset=moons",
-                f"init={init}", f"seed={seed}", "trainer.max_epochs=3", "accelerator=cpu",
-                "trainer.enable_progress_bar=false", "instruments.plots=false",
-                f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={tmp}/artifacts",
-                "mlflow.experiment_name=report_study"])
-            train.run(cfg, output_dir=tmp)
+    uri = moons_study(tmp, "report_study", {"init": INITS, "seed": tuple(map(str, SEEDS))},
+                      model=("model=mlp", "model.hidden=[16,16]", "activation=tanh"))
     return uri, tmp
 
 

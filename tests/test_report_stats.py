@@ -11,7 +11,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from nnlab import train
 from nnlab.report import Group, holm, main, summarize, t_test, verdicts
 
 A = [0.91, 0.93, 0.90, 0.94, 0.92]
@@ -107,19 +106,12 @@ def test_one_run_per_option_has_no_spread_and_no_verdict(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def lr_sweep(compose_cfg, tmp_path_factory):
+def lr_sweep(moons_study, tmp_path_factory):
     """optimizer.lr in {1e-5, 0.05} x 3 seeds: an MLP on moons, 3 epochs each."""
     tmp = tmp_path_factory.mktemp("lr_sweep")
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    for lr in ("1e-5", "0.05"):
-        for seed in (0, 1, 2):
-            cfg = compose_cfg([
-                "model=mlp", "model.hidden=[16]", "dataset=moons", f"optimizer.lr={lr}",
-                f"seed={seed}", "trainer.max_epochs=3", "accelerator=cpu",
-                "trainer.enable_progress_bar=false", "instruments.plots=false",
-                f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={tmp}/artifacts",
-                "mlflow.experiment_name=lr_sweep"])
-            train.run(cfg, output_dir=tmp)
+    uri = moons_study(tmp, "lr_sweep", {"optimizer.lr": ("1e-5", "0.05"),
+                                        "seed": ("0", "1", "2")},
+                      model=("model=mlp", "model.hidden=[16]"))
     return uri, tmp
 
 
