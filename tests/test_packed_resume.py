@@ -129,6 +129,7 @@ def test_sigterm_stops_a_pack_with_a_checkpoint_and_resume_finishes_it_exactly(
     resume_and_check(tmp_path, before, straight, run_cli, all_runs, store_uri)
 
 
+@pytest.mark.slow  # the SIGTERM test above covers the resume path in the default run
 def test_sigkill_of_the_process_group_then_resume_continues_from_the_last_checkpoint(
     tmp_path: Path, straight, run_cli, all_runs, store_uri,
 ) -> None:
