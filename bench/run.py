@@ -159,9 +159,10 @@ def plain_subprocess(root: str, epochs: int, batches: int, device: str, **kw) ->
 
 
 def instruments_off() -> list[str]:
-    """Instruments (per-layer measurements, another concern) off where the config has them."""
-    has = "instruments:" in (REPO / "conf" / "config.yaml").read_text()
-    return ["instruments.enabled=false"] if has else []
+    """Instruments (per-layer measurements and figures, another concern) off. (Until 2026-11-25
+    this looked for `instruments:` in conf/config.yaml, which moved to nnlab's schema in the
+    library refactor, so runs after that kept the instruments on.)"""
+    return ["instruments.enabled=false"]
 
 
 def last(values: list[float]) -> float:

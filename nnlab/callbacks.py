@@ -25,10 +25,14 @@ class Checkpointer(Callback):
     the checkpoint, and a resumed run logs from there. The file is replaced atomically, so a kill
     mid-save leaves the previous one whole."""
 
-    def __init__(self, path: Path, every_n_steps: int) -> None:
+    def __init__(self, path: Path, every_n_steps: int, epoch_save_s: float = 0.0) -> None:
+        """`epoch_save_s`: save at an epoch's first batch only once this many seconds have
+        passed since the last save (0: every epoch)."""
         self.path = Path(path)
         self.every_n_steps = every_n_steps
+        self.epoch_save_s = epoch_save_s
         self._saved: tuple[int, int] | None = None  # (global step, epoch) of the last save
+        self._saved_at = time.monotonic()
         self._in_fit = False
         self.stop_signal: int | None = None
 
@@ -56,6 +60,7 @@ class Checkpointer(Callback):
         if trainer.is_global_zero:  # the one rank that wrote it (all ranks call save_checkpoint)
             os.replace(tmp, self.path)
         self._saved = (trainer.global_step, trainer.current_epoch)
+        self._saved_at = time.monotonic()
 
     def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         stop = self.stop_signal is not None
@@ -69,7 +74,9 @@ class Checkpointer(Callback):
             self._saved = (step, epoch)
             return
         due = self.every_n_steps and step - self._saved[0] >= self.every_n_steps
-        if due or epoch != self._saved[1]:
+        new_epoch = epoch != self._saved[1] and \
+            time.monotonic() - self._saved_at >= self.epoch_save_s
+        if due or new_epoch:
             self.save(trainer)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,

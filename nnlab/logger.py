@@ -20,10 +20,14 @@ class MlflowRunLogger(Logger):
     """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
 
     def __init__(self, tracker: Tracker, flush_every: int = 50,
-                 logged: Mapping[str, int] | None = None) -> None:
+                 logged: Mapping[str, int] | None = None, epoch_flush_s: float = 0.0) -> None:
+        """`epoch_flush_s`: epoch values are written at once (0) or once this many seconds have
+        passed since the last write (a pack's members: one store write a member per epoch is
+        most of a small pack's time)."""
         super().__init__()
         self.tracker = tracker
         self.flush_every = flush_every
+        self.epoch_flush_s = epoch_flush_s
         self.min_interval_s = SERVER_FLUSH_S if is_server(tracker.tracking_uri) else 0.0
         self._flushed = time.monotonic()
         self._pending: list[Metric] = []
@@ -57,9 +61,9 @@ class MlflowRunLogger(Logger):
                 continue
             epoch_end |= not key.endswith("_step")
             self._pending.append(Metric(key, float(value), now, step or 0))
-        due = len(self._pending) >= self.flush_every and \
-            time.monotonic() - self._flushed >= self.min_interval_s
-        if epoch_end or due or len(self._pending) >= 1000:
+        since = time.monotonic() - self._flushed
+        due = len(self._pending) >= self.flush_every and since >= self.min_interval_s
+        if (epoch_end and since >= self.epoch_flush_s) or due or len(self._pending) >= 1000:
             self.flush()
 
     def flush(self) -> None:
