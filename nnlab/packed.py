@@ -881,8 +881,9 @@ def pack_run_ids(path: Path) -> list[str | None]:
 
 
 class PackCheckpointer(Checkpointer):
-    """The solo Checkpointer's saves (every `every_n_steps` optimiser steps, at each epoch's first
-    batch, at the end, and when SIGTERM / Ctrl-C asks to stop, at a batch boundary), for a pack:
+    """The solo Checkpointer's saves (every `every_n_steps` optimiser steps, at an epoch's first
+    batch once PACK_SAVE_S have passed, at the end, and when SIGTERM / Ctrl-C asks to stop, at a
+    batch boundary), for a pack:
     each member's logger is flushed first, and the checkpoint also holds the member runs, their
     `alive` flags, the epoch sums and held values, and each member's dropout and shuffling
     streams, so a resumed pack logs what the uninterrupted one logs."""
