@@ -72,6 +72,8 @@ def main() -> None:
     try:
         task()
     except KeyboardInterrupt:
+        if "nnlab.sweep" in sys.modules:  # a sweep: its own run ends KILLED too
+            sys.modules["nnlab.sweep"].kill_open_parent_runs()
         sys.exit(130)  # the run is KILLED and its checkpoint kept (see nnlab.train.run)
     except Diverged as err:
         print(f"nnlab: error: the run diverged and ended FAILED: {err}", file=sys.stderr)

@@ -1047,8 +1047,10 @@ def run_pack(members: Sequence[Member], pack_id: str,
     import signal
 
     from nnlab.errors import Diverged
+    from nnlab.quiet import quiet
     from nnlab.trained import log_trained_model
 
+    quiet()  # again: importing Lightning resets its loggers' levels
     datamodules, modules, generators = built or build_members(members)
 
     def log(m: int, values: dict[str, float], step: int) -> None:

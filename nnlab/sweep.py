@@ -28,6 +28,7 @@ RECORDS = ".nnlab-jobs"
 VOLATILE_KEYS = ("resume", "sweep", "mlflow", "trainer.enable_progress_bar")
 OUTCOMES = ("run", "skipped", "resumed")
 PARENT = ".nnlab-parent"  # the sweep's own MLflow run: tracking URI and run id
+OPENED_HERE: set[Path] = set()  # sweep folders whose parent run this process made or joined
 
 
 def parent_run_id(tracker: Any, sweep_dir: str | Path) -> str:
@@ -39,6 +40,7 @@ def parent_run_id(tracker: Any, sweep_dir: str | Path) -> str:
 
     folder = Path(sweep_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    OPENED_HERE.add(folder)
     with open(folder / ".nnlab-parent.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = folder / PARENT
@@ -52,16 +54,27 @@ def parent_run_id(tracker: Any, sweep_dir: str | Path) -> str:
         return run.info.run_id
 
 
-def end_parent_run(sweep_dir: str | Path, failed: bool) -> None:
-    """Close the sweep's parent run, FAILED when a job failed."""
+def end_parent_run(sweep_dir: str | Path, failed: bool, status: str | None = None) -> None:
+    """Close the sweep's parent run: FAILED when a job failed, else FINISHED, or `status`."""
     path = Path(sweep_dir) / PARENT
     if not path.is_file():
         return
     from mlflow.tracking import MlflowClient
 
     found = json.loads(path.read_text())
-    MlflowClient(found["tracking_uri"]).set_terminated(found["run_id"],
-                                                      "FAILED" if failed else "FINISHED")
+    MlflowClient(found["tracking_uri"]).set_terminated(
+        found["run_id"], status or ("FAILED" if failed else "FINISHED"))
+
+
+def kill_open_parent_runs() -> None:
+    """Ctrl-C / SIGTERM ended the sweep: the parent runs this process opened end KILLED (the
+    jobs' own runs are already KILLED with their checkpoints; sweep.resume=true goes on)."""
+    for folder in sorted(OPENED_HERE):
+        try:
+            end_parent_run(folder, failed=False, status="KILLED")
+        except Exception as err:  # never hide the interrupt behind a store error
+            print(f"nnlab: could not close the sweep's run in {folder}: {err}", file=sys.stderr)
+    OPENED_HERE.clear()
 
 
 

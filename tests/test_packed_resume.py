@@ -126,6 +126,8 @@ def test_sigterm_stops_a_pack_with_a_checkpoint_and_resume_finishes_it_exactly(
     assert len(before) == 4 and {r.info.status for r in before.values()} == {"KILLED"}
     ckpts = {r.data.tags["nnlab.checkpoint"] for r in before.values()}
     assert len(ckpts) == 1 and Path(ckpts.pop()).is_file(), "one pack checkpoint, kept"
+    assert [r.info.status for r in all_runs(tmp_path, parents=True)] == ["KILLED"], \
+        "the interrupted sweep's own run ends KILLED too, not left RUNNING"
     resume_and_check(tmp_path, before, straight, run_cli, all_runs, store_uri)
 
 
