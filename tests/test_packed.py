@@ -45,6 +45,18 @@ def worst_relative_difference(got: dict[str, torch.Tensor], want: dict[str, torc
     return max(float((got[k] - want[k]).abs().max() / want[k].abs().max()) for k in want)
 
 
+def packed_and_solo_runs(tmp: Path, members: list[Member]) -> list[tuple]:
+    """(each member's MLflow run, the solo run of the same overrides) from the store in tmp."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
+    runs = client.search_runs([members[0].tracker.experiment_id])
+    return [(client.get_run(m.tracker.run_id),
+             next(r for r in runs if PACK_TAG not in r.data.tags
+                  and r.data.tags["nnlab.overrides"] == " ".join(m.overrides)))
+            for m in members]
+
+
 def check_pack_against_solo(compose_cfg, tmp: Path, steps: int, variants: list[list[str]]) -> None:
     members, solos, inits = [], [], []
     for i, variant in enumerate(variants):
@@ -58,14 +70,7 @@ def check_pack_against_solo(compose_cfg, tmp: Path, steps: int, variants: list[l
         assert worst_relative_difference(packed, solo) <= TOLERANCE, variants[m]
         assert member.error is None and member.tracker is not None
     # each member's MLflow run holds the metrics its solo run logged
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp}/mlflow.db")
-    runs = client.search_runs([members[0].tracker.experiment_id])
-    for member in members:
-        packed = client.get_run(member.tracker.run_id)
-        twin = next(r for r in runs if PACK_TAG not in r.data.tags
-                    and r.data.tags["nnlab.overrides"] == " ".join(member.overrides))
+    for packed, twin in packed_and_solo_runs(tmp, members):
         assert packed.data.tags[PACK_TAG] == "test-pack" and packed.info.status == "FINISHED"
         for key in ("train/loss_epoch", "val/loss", "val/acc", "test/loss", "test/acc"):
             assert packed.data.metrics[key] == pytest.approx(twin.data.metrics[key], rel=1e-4)
@@ -210,11 +215,7 @@ def test_packed_members_log_the_solo_runs_instruments(compose_cfg, tmp_path,
         members.append(Member(compose_cfg(overrides), overrides, tmp_path / f"member{seed}", {}))
     run_pack(members, "test-pack")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([members[0].tracker.experiment_id])
-    for member in members:
-        packed = client.get_run(member.tracker.run_id)
-        twin = next(r for r in runs if PACK_TAG not in r.data.tags
-                    and r.data.tags["nnlab.overrides"] == " ".join(member.overrides))
+    for packed, twin in packed_and_solo_runs(tmp_path, members):
         keys = {k for k in twin.data.metrics if k.startswith(INSTRUMENT_PREFIXES)}
         assert {k for k in packed.data.metrics if k.startswith(INSTRUMENT_PREFIXES)} == keys
         kinds = {k.split("/")[0] for k in keys}
