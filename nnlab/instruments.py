@@ -111,8 +111,7 @@ class Instruments(Callback):
         if stage != "fit" or self.handles:
             return
         model = getattr(pl_module, "model", pl_module)
-        self.layers = [(name, list(m.parameters(recurse=False))) for name, m in
-                       model.named_modules() if any(True for _ in m.parameters(recurse=False))]
+        self.layers = param_layers(model)
         self.params = [p for _, ps in self.layers for p in ps]
         self.layer_of = torch.tensor([i for i, (_, ps) in enumerate(self.layers) for _ in ps])
         self.acts: dict[str, _ActivationStats] = {}
@@ -360,6 +359,13 @@ def frame_epochs(max_epochs: int) -> set[int]:
     last = max(1, max_epochs)
     count = min(last, BOUNDARY_FRAMES - 1)
     return {round(last * i / count) for i in range(1, count + 1)}
+
+
+def param_layers(model: nn.Module) -> list[tuple[str, list[torch.Tensor]]]:
+    """The layers the instruments measure: (module path, its own parameters) for every module
+    with parameters of its own, input to output."""
+    return [(name, list(m.parameters(recurse=False))) for name, m in model.named_modules()
+            if any(True for _ in m.parameters(recurse=False))]
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d | None:

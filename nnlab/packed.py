@@ -141,7 +141,27 @@ def _add(a: torch.Tensor, b: torch.Tensor, alphas: Sequence[float],
     return out
 
 
-class PackedSGD(torch.optim.Optimizer):
+class _PackedOptimizer(torch.optim.Optimizer):
+    """torch.optim's step protocol (closure under grad); subclasses apply their update to every
+    parameter with a gradient."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class PackedSGD(_PackedOptimizer):
     """torch.optim.SGD's update (weight decay, momentum, dampening, nesterov) on stacked
     parameters, with per-member lr, momentum and weight decay, op for op as torch's."""
 
@@ -151,33 +171,22 @@ class PackedSGD(torch.optim.Optimizer):
         super().__init__(list(params), {"dampening": dampening, "nesterov": nesterov})
         self.lr, self.momentum, self.weight_decay = list(lr), list(momentum), list(weight_decay)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if any(self.weight_decay):
-                    grad = _add(grad, p, self.weight_decay)
-                if any(self.momentum):
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = grad.clone()
-                    else:
-                        buf.mul_(_per_member(self.momentum, p)).add_(
-                            grad, alpha=1 - group["dampening"])
-                    grad = _add(grad, buf, self.momentum) if group["nesterov"] else buf
-                _add(p, grad, [-lr for lr in self.lr], out=p)
-        return loss
+    def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        grad = p.grad
+        if any(self.weight_decay):
+            grad = _add(grad, p, self.weight_decay)
+        if any(self.momentum):
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.clone()
+            else:
+                buf.mul_(_per_member(self.momentum, p)).add_(grad, alpha=1 - group["dampening"])
+            grad = _add(grad, buf, self.momentum) if group["nesterov"] else buf
+        _add(p, grad, [-lr for lr in self.lr], out=p)
 
 
-class PackedAdam(torch.optim.Optimizer):
+class PackedAdam(_PackedOptimizer):
     """torch.optim.Adam's (or AdamW's, `decoupled`) update on stacked parameters, with
     per-member lr and weight decay, op for op as torch's."""
 
@@ -187,42 +196,32 @@ class PackedAdam(torch.optim.Optimizer):
         super().__init__(list(params), {"betas": tuple(betas), "eps": eps})
         self.lr, self.weight_decay, self.decoupled = list(lr), list(weight_decay), decoupled
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                step = state["step"]
-                if any(self.weight_decay):
-                    if self.decoupled:
-                        p.mul_(_per_member([1 - lr * wd for lr, wd in
-                                            zip(self.lr, self.weight_decay, strict=True)], p))
-                    else:
-                        grad = _add(grad, p, self.weight_decay)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(group["eps"])
-                step_sizes = [lr / (1 - beta1**step) for lr in self.lr]
-                if len(set(step_sizes)) == 1:
-                    p.addcdiv_(exp_avg, denom, value=-step_sizes[0])
-                else:
-                    for m, size in enumerate(step_sizes):
-                        p[m].addcdiv_(exp_avg[m], denom[m], value=-size)
-        return loss
+    def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        beta1, beta2 = group["betas"]
+        grad = p.grad
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        step = state["step"]
+        if any(self.weight_decay):
+            if self.decoupled:
+                p.mul_(_per_member([1 - lr * wd for lr, wd in
+                                    zip(self.lr, self.weight_decay, strict=True)], p))
+            else:
+                grad = _add(grad, p, self.weight_decay)
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(group["eps"])
+        step_sizes = [lr / (1 - beta1**step) for lr in self.lr]
+        if len(set(step_sizes)) == 1:
+            p.addcdiv_(exp_avg, denom, value=-step_sizes[0])
+        else:
+            for m, size in enumerate(step_sizes):
+                p[m].addcdiv_(exp_avg[m], denom[m], value=-size)
 
 
 def packed_optimizer(optimizer_cfgs: Sequence[dict[str, Any]],
@@ -563,12 +562,17 @@ class PackedModule(pl.LightningModule):
         found.captured, found.fired = [], []
         return self.objective(scores, y), scores, stats, fired
 
+    def _stacked_state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The members' stacked parameters and buffers, under the solo model's names."""
+        params = dict(zip(self.names, self.stacked, strict=True))
+        buffers = {n: getattr(self, f"buffer_{i}") for i, n in enumerate(self.buffer_names)}
+        return params, buffers
+
     def member_forward(self, x: torch.Tensor, y: torch.Tensor,
                        train: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(losses (M,), scores (M, B, ...)) for stacked batches x (M, B, ...), y (M, B, ...);
         in training the instruments take each member's activation statistics on the way."""
-        params = dict(zip(self.names, self.stacked, strict=True))
-        buffers = {n: getattr(self, f"buffer_{i}") for i, n in enumerate(self.buffer_names)}
+        params, buffers = self._stacked_state()
         self.template[0].train(train)
         if train and self.dropout_layers:
             buffers.update(self._masks(x.shape[1]))
@@ -585,8 +589,7 @@ class PackedModule(pl.LightningModule):
     @torch.no_grad()
     def member_scores(self, x: torch.Tensor) -> torch.Tensor:
         """(M, N, ...) every member's scores for the same inputs x (N, ...), in eval mode."""
-        params = dict(zip(self.names, self.stacked, strict=True))
-        buffers = {n: getattr(self, f"buffer_{i}") for i, n in enumerate(self.buffer_names)}
+        params, buffers = self._stacked_state()
         self.template[0].eval()
         return vmap(lambda p, b: functional_call(self.template[0], (p, b), (x,)))(params,
                                                                                  buffers)
@@ -669,9 +672,13 @@ class PackedModule(pl.LightningModule):
             values.append((scores.argmax(dim=-1) == y).float().mean(dim=1))
         rows = torch.stack(values, dim=1).tolist()
         names = ["train/loss_step", "train/acc_step"]
+        self._log_alive([dict(zip(names, row, strict=False)) for row in rows], self.global_step)
+
+    def _log_alive(self, rows: Sequence[dict[str, float]], step: int) -> None:
+        """Each member's row of values to its run, for the members still training."""
         for m, (row, alive) in enumerate(zip(rows, self.alive.tolist(), strict=True)):
             if alive:
-                self.hooks.log(m, dict(zip(names, row, strict=False)), self.global_step)
+                self.hooks.log(m, row, step)
 
     def _stop_diverged(self, losses: torch.Tensor, finite: torch.Tensor) -> None:
         for m in torch.nonzero(self.alive & ~finite).flatten().tolist():
@@ -698,11 +705,8 @@ class PackedModule(pl.LightningModule):
                                              torch.zeros_like(p) for p in self.stacked])
         step = self.global_step + 1
         if step % self.instruments.every_n_steps == 0:
-            rows = self.instruments.values(norms, list(self.stacked), epoch=False,
-                                           suffix="_step")
-            for m, (row, alive) in enumerate(zip(rows, self.alive.tolist(), strict=True)):
-                if alive:
-                    self.hooks.log(m, row, step)
+            self._log_alive(self.instruments.values(norms, list(self.stacked), epoch=False,
+                                                    suffix="_step"), step)
 
     def on_train_start(self) -> None:
         """2-D classification data with plots on: the decision boundary at init."""
@@ -742,9 +746,8 @@ class PackedModule(pl.LightningModule):
         if self.frame_grid is not None and epoch in frame_epochs(int(self.trainer.max_epochs)):
             self._frames(epoch)
         self._log_members("train", self.global_step - 1, timing)
-        for m, (row, alive) in enumerate(zip(measured or [], self.alive.tolist(), strict=False)):
-            if alive:  # at the step the Instruments callback logs them
-                self.hooks.log(m, row, self.global_step)
+        if measured:  # at the step the Instruments callback logs them
+            self._log_alive(measured, self.global_step)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -960,9 +963,9 @@ def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any,
     found = {**run_tags(member.cfg, member.overrides, member.tags), PACK_TAG: pack_id,
              "nnlab.pack_size": str(pack_size), tags.CHECKPOINT: str(checkpoint)}
     if member.cfg.instruments.enabled:  # as the Instruments callback tags a solo run
-        found[tags.LAYERS] = ",".join(
-            name for name, m in member.model.named_modules()
-            if any(True for _ in m.parameters(recurse=False)))
+        from nnlab.instruments import param_layers
+
+        found[tags.LAYERS] = ",".join(name for name, _ in param_layers(member.model))
     if member.sweep_dir is not None:
         found[tags.PARENT] = parent_run_id(member.tracker, member.sweep_dir)
     member.tracker.start(member.cfg.mlflow.run_name, params, found)
@@ -1001,27 +1004,24 @@ def _end_run(member: Member, status: str, error: BaseException | None = None) ->
 
 def init_plot(member: Member) -> None:
     """The member's weight histograms at init (member.model keeps its init draw)."""
-    from nnlab.instruments import log_figure, weight_counts
+    from nnlab.instruments import log_figure, param_layers, weight_counts
     from nnlab.plots import weight_histograms
 
-    layers = [(name, list(m.parameters(recurse=False))) for name, m in
-              member.model.named_modules() if any(True for _ in m.parameters(recurse=False))]
     log_figure(member.tracker, member.output_dir, "weights_at_init.png", weight_histograms,
-               weight_counts(layers))
+               weight_counts(param_layers(member.model)))
 
 
 def member_plots(member: Member, trained: nn.Module, datamodule: Any, module: PackedModule,
                  m: int) -> None:
     """The figures the Instruments callback draws at the end of a solo run, for one member."""
-    from nnlab.instruments import end_plots, first_conv, log_figure, weight_counts
+    from nnlab.instruments import end_plots, first_conv, log_figure, param_layers, weight_counts
 
-    layers = [(name, list(p.parameters(recurse=False))) for name, p in
-              member.model.named_modules() if any(True for _ in p.parameters(recurse=False))]
     conv = first_conv(member.model)
     member.logger.flush()  # the learning curves read the run's metric histories
     frames = module.frames[m] if module.frame_grid is not None else []
     end_plots(lambda *args: log_figure(member.tracker, member.output_dir, *args), member.tracker,
-              trained, trained, datamodule, module.task, weight_counts(layers),
+              trained, trained, datamodule, module.task,
+              weight_counts(param_layers(member.model)),
               None if conv is None else conv.weight.detach().cpu().clone(), frames,
               module.frame_grid[0] if frames else None)
 
@@ -1035,10 +1035,10 @@ def run_pack(members: Sequence[Member], pack_id: str,
     (diverged alone, or the pack failed) or KILLED (Ctrl-C / SIGTERM).
 
     The pack keeps a checkpoint (`pack_checkpoint`, each run's `nnlab.checkpoint` tag), saved
-    every `checkpoint.every_n_steps` optimiser steps, at each epoch's start and when SIGTERM or
-    Ctrl-C stops it at a batch boundary. `resume`: continue a killed pack from its checkpoint in
-    its members' own runs (members in the checkpoint's order); a member whose run ended FAILED
-    (diverged) stays so.
+    every `checkpoint.every_n_steps` optimiser steps, at an epoch's start once PACK_SAVE_S have
+    passed since the last save, and when SIGTERM or Ctrl-C stops it at a batch boundary.
+    `resume`: continue a killed pack from its checkpoint in its members' own runs (members in the
+    checkpoint's order); a member whose run ended FAILED (diverged) stays so.
 
     `cpu_threads`: torch's intra-op threads while a pack trains on the CPU (None: unchanged). A
     pack's tensors are M times a job's, large enough for torch to split each op across threads

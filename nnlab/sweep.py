@@ -54,16 +54,15 @@ def parent_run_id(tracker: Any, sweep_dir: str | Path) -> str:
         return run.info.run_id
 
 
-def end_parent_run(sweep_dir: str | Path, failed: bool, status: str | None = None) -> None:
-    """Close the sweep's parent run: FAILED when a job failed, else FINISHED, or `status`."""
+def end_parent_run(sweep_dir: str | Path, status: str) -> None:
+    """Close the sweep's parent run with `status` (FINISHED, FAILED or KILLED)."""
     path = Path(sweep_dir) / PARENT
     if not path.is_file():
         return
     from mlflow.tracking import MlflowClient
 
     found = json.loads(path.read_text())
-    MlflowClient(found["tracking_uri"]).set_terminated(
-        found["run_id"], status or ("FAILED" if failed else "FINISHED"))
+    MlflowClient(found["tracking_uri"]).set_terminated(found["run_id"], status)
 
 
 def kill_open_parent_runs() -> None:
@@ -71,7 +70,7 @@ def kill_open_parent_runs() -> None:
     jobs' own runs are already KILLED with their checkpoints; sweep.resume=true goes on)."""
     for folder in sorted(OPENED_HERE):
         try:
-            end_parent_run(folder, failed=False, status="KILLED")
+            end_parent_run(folder, "KILLED")
         except Exception as err:  # never hide the interrupt behind a store error
             print(f"nnlab: could not close the sweep's run in {folder}: {err}", file=sys.stderr)
     OPENED_HERE.clear()
@@ -123,7 +122,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         text, failed = summary(read_jobs(config.hydra.sweep.dir))
-        end_parent_run(config.hydra.sweep.dir, failed)
+        end_parent_run(config.hydra.sweep.dir, "FAILED" if failed else "FINISHED")
         print(text, file=sys.stderr if failed else sys.stdout, flush=True)
         if failed:
             raise SystemExit(1)
@@ -167,6 +166,14 @@ def earlier_unfinished(client: Any, found: list[Any], sweep_id: str | None) -> l
     return found
 
 
+def supersede(client: Any, found: Sequence[Any]) -> None:
+    """An earlier sweep's runs left RUNNING (killed outright before a checkpoint they can resume
+    from) end KILLED: a new run of the same config replaces them."""
+    for prev in found:
+        if prev.info.status == "RUNNING":
+            client.set_terminated(prev.info.run_id, "KILLED")
+
+
 def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
             tags: dict[str, str], sweep_dir: str) -> tuple[float, str]:
     """One sweep job: (the monitored value, how: run, skipped or resumed)."""
@@ -194,9 +201,7 @@ def run_job(cfg: DictConfig, overrides: Sequence[str], output_dir: str,
                 and PACK not in prev.data.tags:  # a pack's checkpoint: hydra/launcher=packed
             resumed = OmegaConf.merge(cfg, {"resume": prev.info.run_id})
             return run(resumed, [f"resume={prev.info.run_id}"], output_dir), "resumed"
-    for prev in found:  # killed outright before its first checkpoint: superseded by a new run
-        if prev.info.status == "RUNNING":
-            client.set_terminated(prev.info.run_id, "KILLED")
+    supersede(client, found)
     return run(cfg, overrides, output_dir, tags, sweep_dir), "run"
 
 

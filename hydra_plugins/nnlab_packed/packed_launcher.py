@@ -239,7 +239,13 @@ class PackedLauncher(Launcher):
         as (pack name, indices in the pack's order, PackResume); the left jobs' runs an earlier
         sweep left RUNNING end KILLED (superseded)."""
         from nnlab.packed import PackResume, pack_run_ids
-        from nnlab.sweep import earlier_unfinished, monitored_value, previous_runs, record_job
+        from nnlab.sweep import (
+            earlier_unfinished,
+            monitored_value,
+            previous_runs,
+            record_job,
+            supersede,
+        )
         from nnlab.train import open_tracker
 
         tracker = open_tracker(members[0].cfg)
@@ -272,9 +278,7 @@ class PackedLauncher(Launcher):
                           PackResume(Path(ckpt), [run for _, run in order])))
             left = [i for i in left if i not in {j for j, _ in order}]
         for i in left:  # killed outright before a checkpoint, or not resumable together
-            for prev in earlier[i]:
-                if prev.info.status == "RUNNING":
-                    tracker.client.set_terminated(prev.info.run_id, "KILLED")
+            supersede(tracker.client, earlier[i])
         return left, parts
 
     def _report(self, sweep_dir: Path, packed: list[dict[str, Any]], solo: list[Job],
