@@ -46,7 +46,7 @@ def time_epochs(root: str, in_memory: bool, args: argparse.Namespace) -> list[fl
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Callback
 
-    from nnlab.build import build
+    from nnlab.engine.build import build
 
     class Timer(Callback):
         def __init__(self) -> None:

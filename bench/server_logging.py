@@ -112,7 +112,7 @@ def logger_ms_per_step(uri: str, steps: int) -> float:
     """Milliseconds a training step spends in nnlab's Lightning logger (MlflowRunLogger) when it
     logs train/loss_step and train/acc_step every step: batched, one log_batch per 50 values."""
     sys.path.insert(0, str(REPO))
-    from nnlab.logger import MlflowRunLogger
+    from nnlab.engine.logger import MlflowRunLogger
     from nnlab.tracking import Tracker
 
     tracker = Tracker(uri, f"bench-{secrets.token_hex(4)}")
@@ -200,9 +200,9 @@ def model_section(server: Server, repeats: int) -> list[str]:
 
     sys.path.insert(0, str(REPO))
     from nnlab.config import register_configs
+    from nnlab.engine.solo import build_datamodule, build_model
+    from nnlab.engine.trained import load_model, log_trained_model
     from nnlab.tracking import Tracker
-    from nnlab.train import build_datamodule, build_model
-    from nnlab.trained import load_model, log_trained_model
 
     os.environ.update(CREDS)
     from hydra import compose, initialize_config_dir

@@ -1,4 +1,4 @@
-"""`python -m nnlab` / `nnlab`: compose the config with Hydra, then hand it to nnlab.train."""
+"""`python -m nnlab` / `nnlab`: compose the config with Hydra, then hand it to nnlab.engine.solo."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nnlab.config import ConfigError, register_configs
-from nnlab.errors import config_error_message
+from nnlab.config import register_configs
+from nnlab.config.messages import config_error_message
+from nnlab.errors import ConfigError, Diverged, NnlabError
 from nnlab.quiet import quiet
 
 register_configs()
@@ -31,15 +32,16 @@ def config_dir() -> str:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def task(cfg: DictConfig) -> float:
     """One job: a single run, or one job of a multirun (whose failure the sweep records)."""
-    from nnlab.tags import EXPERIMENT, JOB_NUM, SWEEP_ID
-    from nnlab.train import run
+    # lazy: the engine loads torch and Lightning, which --help and config errors never need
+    from nnlab.engine import train_one
+    from nnlab.tracking.tags import EXPERIMENT, JOB_NUM, SWEEP_ID
 
     hydra_cfg = HydraConfig.get()
     tags = {EXPERIMENT: str(hydra_cfg.runtime.choices.get("experiment") or "none")}
     overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode.name != "MULTIRUN":
         try:
-            return run(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
+            return train_one(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
         except ConfigError as err:  # leave here, before Hydra adds its own lines
             print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr)
             sys.exit(2)
@@ -64,25 +66,24 @@ def task(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """Run Hydra; any config error, Hydra's or nnlab's, ends in one paragraph and exit 2."""
-    from nnlab.errors import Diverged
-
+    """Run Hydra; any config error, Hydra's or nnlab's, ends in one paragraph and exit 2; any
+    other nnlab error in one paragraph and its exit code (NnlabError.exit_code)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach us whole; we word them
     quiet()
     try:
         task()
     except KeyboardInterrupt:
-        if "nnlab.sweep" in sys.modules:  # a sweep: its own run ends KILLED too
-            sys.modules["nnlab.sweep"].kill_open_parent_runs()
-        sys.exit(130)  # the run is KILLED and its checkpoint kept (see nnlab.train.run)
+        if "nnlab.tracking.parent" in sys.modules:  # a sweep: its own run ends KILLED too
+            sys.modules["nnlab.tracking.parent"].kill_open_parent_runs()
+        sys.exit(130)  # the run is KILLED and its checkpoint kept (see nnlab.engine.train_one)
     except Diverged as err:
         print(f"nnlab: error: the run diverged and ended FAILED: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(err.exit_code)
+    except NnlabError as err:  # ConfigError and DataError: 2; TrackingError (server lost): 1
+        print(f"nnlab: error: {config_error_message(err) or err}", file=sys.stderr)
+        sys.exit(err.exit_code)
     except Exception as err:
-        if type(err).__name__ == "TrackingError":  # e.g. the tracking server lost mid-run
-            print(f"nnlab: error: {err}", file=sys.stderr)
-            sys.exit(1)
-        message = config_error_message(err)
+        message = config_error_message(err)  # Hydra's and OmegaConf's own config errors
         if message is None:
             raise
         print(f"nnlab: error: {message}", file=sys.stderr)

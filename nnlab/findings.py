@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nnlab import tags
 from nnlab.report import ALPHA, WEAK_N, Group, higher_is_better, holm, summarize, t_test
+from nnlab.tracking import tags
 
 
 @dataclass

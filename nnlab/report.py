@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nnlab import tags
+from nnlab.tracking import tags
 
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
 LOWER_IS_BETTER = ("loss", "mse", "mae", "time")
 CURVES = ("train/loss_epoch", "val/loss", "val/acc", "val/r2")
-MONITORED = ("val/acc", "val/r2")  # what the sweepers optimise (nnlab.module.LabModule.monitor)
+MONITORED = ("val/acc", "val/r2")  # what the sweepers optimise (LabModule.monitor)
 ALPHA = 0.05  # significance level; the CIs are 1 - ALPHA
 WEAK_N = 5  # fewer seeds than this per option: the verdict is flagged as weak
 
@@ -354,7 +354,7 @@ def seed_curves(client: Any, groups: Sequence[Group]) -> dict[str, dict[str, lis
 
 
 def plot_learning_curves(client: Any, groups: Sequence[Group], path: Path) -> bool:
-    from nnlab.plots import learning_curve_bands, png_bytes
+    from nnlab.figures import learning_curve_bands, png_bytes
 
     curves = seed_curves(client, groups)
     if not curves:
@@ -377,7 +377,7 @@ def layer_gradients(group: Group) -> tuple[list[str], list[float]]:
 
 def plot_gradients(groups: Sequence[Group], path: Path) -> bool:
     """One panel per architecture: gradient norm per layer (log scale), one line per group."""
-    from nnlab.plots import gradient_profiles, png_bytes
+    from nnlab.figures import gradient_profiles, png_bytes
 
     panels: dict[tuple[str, ...], list[tuple[str, list[float]]]] = {}
     for g in groups:

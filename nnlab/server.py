@@ -26,6 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from nnlab.errors import ServerError
+
 ADMIN = "admin"
 PASSWORD_ENV = "NNLAB_ADMIN_PASSWORD"
 MLFLOW_DEFAULT_PASSWORD = "password1234"  # the well-known one older MLflow versions shipped
@@ -33,10 +35,6 @@ DB_USER = "nnlab"
 PG_USER_ENV = "NNLAB_PG_USER"  # the unprivileged account PostgreSQL runs as when we are root
 START_TIMEOUT_S = 180
 AUTH_CACHE_S = int(os.environ.get("NNLAB_AUTH_CACHE_S", "60"))
-
-
-class ServerError(RuntimeError):
-    """The server cannot start; the message says why and what to do."""
 
 
 def admin_password() -> str:

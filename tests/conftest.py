@@ -97,12 +97,12 @@ def _moons_study(folder: Path, experiment: str, grid: dict[str, tuple[str, ...]]
     epochs each, into experiment `experiment` of a store in `folder`; returns the store's URI."""
     from itertools import product
 
-    from nnlab import train
+    from nnlab.engine import train_one
 
     uri = f"sqlite:///{folder}/mlflow.db"
     for values in product(*grid.values()):
         chosen = [f"{key}={value}" for key, value in zip(grid, values, strict=True)]
-        train.run(_compose_cfg([
+        train_one(_compose_cfg([
             *model, "dataset=moons", *chosen, "trainer.max_epochs=3", "accelerator=cpu",
             "trainer.enable_progress_bar=false", "instruments.plots=false",
             f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={folder}/artifacts",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-DRIVER = Path(__file__).with_name("bad_input_driver.py")
+DRIVER = Path(__file__).parent / "helpers" / "bad_input_driver.py"
 
 # (overrides, fragments the message must contain)
 BAD_INPUTS: list[tuple[list[str], list[str]]] = [

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from nnlab import train
-from nnlab.build import build_model
 from nnlab.config import ConfigError
+from nnlab.engine import train_one
+from nnlab.engine.build import build_model
 
 IMAGENET = (3, 224, 224)
 
@@ -71,5 +71,5 @@ def test_classic_on_small_images_is_refused_clearly(compose_cfg, model: str, tmp
     cfg = compose_cfg([f"model={model}", "model.classic=true", "dataset=digits",
                        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     with pytest.raises(ConfigError, match=rf"model={model}: .* too small.*dataset.resize=224"):
-        train.run(cfg, output_dir=tmp_path)
+        train_one(cfg, output_dir=tmp_path)
     assert not (tmp_path / "mlflow.db").exists()

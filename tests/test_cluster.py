@@ -1,5 +1,6 @@
-"""Sweeps through hydra-submitit-launcher: locally, and on a real one-node SLURM cluster started on
-this machine (tests/local_slurm.py); a job cancelled with scancel ends FAILED in the summary."""
+"""Sweeps through hydra-submitit-launcher: locally, and on a real one-node SLURM cluster started
+on this machine (tests/helpers/local_slurm.py); a job cancelled with scancel ends FAILED in
+the summary."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from local_slurm import LocalSlurm, missing
+from helpers.local_slurm import LocalSlurm, missing
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
         "trainer.limit_test_batches=2", "instruments.plots=false"]

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from nnlab.build import build_datamodule
 from nnlab.config import ConfigError, validate
 from nnlab.data import DataError
 from nnlab.data.base import TensorBatches, augment_images
@@ -21,6 +20,7 @@ from nnlab.data.digits import DigitsDataModule
 from nnlab.data.regression import DiabetesDataModule, SineDataModule
 from nnlab.data.toys import CirclesDataModule, MoonsDataModule, SpiralsDataModule, XorDataModule
 from nnlab.data.vision import CIFAR10DataModule, MNISTDataModule
+from nnlab.engine.build import build_datamodule
 
 CIFAR_PER_BATCH = 3  # images per data_batch_i (5 of them) and in test_batch
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

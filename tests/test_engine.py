@@ -12,8 +12,8 @@ from hydra.utils import get_class
 from torch import nn
 
 from nnlab.activations import ACTIVATIONS, activation_factory, derivative
-from nnlab.build import build, build_model, build_module
 from nnlab.config import GROUPS, validate
+from nnlab.engine.build import build, build_model, build_module
 from nnlab.inits import apply_init
 
 ROOT = Path(__file__).resolve().parents[1]

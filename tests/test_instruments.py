@@ -13,11 +13,11 @@ from lightning.pytorch.loggers.logger import Logger
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from nnlab import train
 from nnlab.activations import ACTIVATIONS
-from nnlab.instruments import Instruments, instrument_callbacks
+from nnlab.engine import train_one
+from nnlab.engine.instruments import Instruments, instrument_callbacks
 from nnlab.plot import activation_curves, main
-from nnlab.tags import LAYERS as LAYERS_TAG
+from nnlab.tracking.tags import LAYERS as LAYERS_TAG
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -32,7 +32,7 @@ def moons_run(compose_cfg, tmp_path_factory):
                        "trainer.enable_progress_bar=false", "accelerator=cpu",
                        f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={tmp}/artifacts",
                        "mlflow.experiment_name=instruments"])
-    train.run(cfg, output_dir=tmp)
+    train_one(cfg, output_dir=tmp)
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("instruments").experiment_id])
     return client, run, tmp
@@ -102,8 +102,8 @@ class HandGradNorms(pl.Callback):
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, callbacks: list, epochs: int = 1):
     from torch.utils.data import DataLoader, TensorDataset
 
+    from nnlab.engine.module import LabModule
     from nnlab.losses import Objective
-    from nnlab.module import LabModule
 
     module = LabModule(model, Objective("cross_entropy", "classification", 2),
                        lambda params: torch.optim.SGD(params, lr=0.1))

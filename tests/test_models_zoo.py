@@ -14,9 +14,9 @@ import torch
 from test_data_sets import write_cifar10
 from torch import nn
 
-from nnlab.build import build, build_datamodule, build_model
 from nnlab.config import ConfigError, validate
 from nnlab.data import DataError
+from nnlab.engine.build import build, build_datamodule, build_model
 
 SMALL = ["batch_size=8", "model.width=0.125"]  # tiny CNNs, one small batch
 IMAGE_MODELS = [["model=mlp"], ["model=lenet5"], ["model=lenet5", "model.classic=true"],

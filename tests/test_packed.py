@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from nnlab import tags
+from nnlab.engine import train_one
 from nnlab.packed import (
     PACK_TAG,
     Member,
@@ -21,7 +21,7 @@ from nnlab.packed import (
     run_pack,
     unpackable,
 )
-from nnlab.train import run
+from nnlab.tracking import tags
 
 TOLERANCE = 1e-5  # relative, float32 (the issue's contract)
 
@@ -34,8 +34,8 @@ def base_overrides(tmp: Path, steps: int) -> list[str]:
 
 
 def solo_params(compose_cfg, tmp: Path, name: str, overrides: list[str]) -> dict[str, torch.Tensor]:
-    """The model parameters a real solo run (nnlab.train.run) ends with."""
-    run(compose_cfg(overrides), overrides, tmp / name)
+    """The model parameters a real solo run (nnlab.engine.train_one) ends with."""
+    train_one(compose_cfg(overrides), overrides, tmp / name)
     state = torch.load(tmp / name / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
@@ -211,7 +211,7 @@ def test_packed_members_log_the_solo_runs_instruments(compose_cfg, tmp_path,
                      "trainer.limit_train_batches=null"]
         overrides.remove("instruments.enabled=false")
         overrides.remove("trainer.limit_train_batches=6")
-        run(compose_cfg(overrides), overrides, tmp_path / f"solo{seed}")
+        train_one(compose_cfg(overrides), overrides, tmp_path / f"solo{seed}")
         members.append(Member(compose_cfg(overrides), overrides, tmp_path / f"member{seed}", {}))
     run_pack(members, "test-pack")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.numpy_reference import NumpyNetwork
 from mlflow.tracking import MlflowClient
-from numpy_reference import NumpyNetwork
 
-from nnlab import build as building
-from nnlab import train
 from nnlab.data.people import NEW_PEOPLE, PEOPLE, SHIFT
+from nnlab.engine import build as building
+from nnlab.engine import train_one
 
 EPOCHS = 1000
 COURSE = ["model=tiny", "activation=sigmoid", "dataset=gender", "loss=mse", "init=constant",
@@ -59,7 +59,7 @@ def test_run_matches_numpy_every_epoch(compose_cfg, epochs, tmp_path, monkeypatc
 
     real_build = building.build
     monkeypatch.setattr(building, "build", keep)  # train.run imports it when it runs
-    train.run(cfg, output_dir=tmp_path)
+    train_one(cfg, output_dir=tmp_path)
 
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("parity").experiment_id])

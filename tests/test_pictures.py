@@ -1,6 +1,6 @@
 """The courses' pictures: first-layer kernels at init and trained, feature maps per conv layer,
 the decision boundary over training (strip + GIF), all from real runs logged to MLflow; and the
-pure figure functions of nnlab.plots."""
+pure figure functions of nnlab.figures."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from nnlab import train
-from nnlab.plots import kernel_grid, png_bytes
+from nnlab.engine import train_one
+from nnlab.figures import kernel_grid, png_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -24,7 +24,7 @@ def one_run(compose_cfg, tmp: Path, overrides: list[str]) -> tuple[MlflowClient,
     cfg = compose_cfg([*overrides, "accelerator=cpu", "trainer.enable_progress_bar=false",
                        f"mlflow.tracking_uri={uri}", f"mlflow.artifact_root={tmp}/artifacts",
                        "mlflow.experiment_name=pictures"])
-    train.run(cfg, output_dir=tmp)
+    train_one(cfg, output_dir=tmp)
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("pictures").experiment_id])
     folder = client.download_artifacts(run.info.run_id, "instruments", str(tmp))
@@ -54,7 +54,7 @@ def test_a_conv_run_logs_its_kernels_and_feature_maps(compose_cfg, tmp_path) -> 
 def test_feature_maps_follow_every_conv_layer() -> None:
     from torch import nn
 
-    from nnlab.instruments import conv_feature_maps
+    from nnlab.engine.instruments import conv_feature_maps
     from nnlab.models.lenet import LeNet5
 
     net = LeNet5((1, 28, 28), 10, nn.ReLU).train()
@@ -91,6 +91,6 @@ def test_alexnets_96_colour_kernels_as_one_grid() -> None:
 @pytest.mark.parametrize(("epochs", "frames"), [(1, {1}), (4, {1, 2, 3, 4}),
                                                 (40, {6, 11, 17, 23, 29, 34, 40})])
 def test_boundary_snapshots_are_spread_over_training(epochs: int, frames: set[int]) -> None:
-    from nnlab.instruments import frame_epochs
+    from nnlab.engine.instruments import frame_epochs
 
     assert frame_epochs(epochs) == frames

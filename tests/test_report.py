@@ -7,8 +7,8 @@ import statistics
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nnlab import tags
 from nnlab.report import main, report_experiment
+from nnlab.tracking import tags
 
 INITS, SEEDS = ("zeros", "xavier_normal"), (0, 1)
 

@@ -144,7 +144,7 @@ def test_joblib_sweep_logs_four_runs_and_a_teammate_loads_the_model(compose_cfg,
     import torch
 
     import nnlab
-    from nnlab.build import build_datamodule
+    from nnlab.engine.build import build_datamodule
 
     elsewhere = tmp_path / "teammate"
     elsewhere.mkdir()

@@ -22,7 +22,7 @@ QUIET = ["trainer.enable_progress_bar=false"]
 
 
 def head_revision() -> str:
-    from nnlab.store import _migrations
+    from nnlab.tracking.store import _migrations
 
     return _migrations().get_current_head()
 
@@ -100,7 +100,7 @@ def test_half_created_store_without_runs_is_rebuilt(
     stopped part way; plain MLflow cannot open it."""
     from mlflow.tracking import MlflowClient
 
-    from nnlab.store import _migrations
+    from nnlab.tracking.store import _migrations
 
     db = make_store(store_uri, tmp_path)
     older = list(_migrations().walk_revisions())[10].revision  # 10 migrations short of head

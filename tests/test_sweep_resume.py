@@ -85,7 +85,7 @@ def test_a_killed_sweep_resumed_lands_one_finished_run_per_job(
 
 
 def test_the_config_hash_ignores_where_a_run_goes_but_not_what_it_trains(compose_cfg) -> None:
-    from nnlab.sweep import config_hash
+    from nnlab.config import config_hash
 
     base = config_hash(compose_cfg(["seed=1"]))
     assert base == config_hash(compose_cfg(["seed=1", "sweep.resume=true",

@@ -16,7 +16,7 @@ def test_load_model_returns_the_trained_network_with_its_logged_accuracy(
     import torch
 
     import nnlab
-    from nnlab.build import build_datamodule
+    from nnlab.engine.build import build_datamodule
     from nnlab.tracking import TrackingError
 
     result = run_cli(tmp_path, *TINY)

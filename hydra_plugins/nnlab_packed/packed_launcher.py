@@ -38,7 +38,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
 
-from nnlab import tags
+from nnlab.tracking import tags
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "packs.json"  # in the sweep folder: which jobs packed, which ran solo and why
@@ -238,6 +238,7 @@ class PackedLauncher(Launcher):
         checkpoint. Returns the jobs left to train (indices into `group`) and the packs to resume
         as (pack name, indices in the pack's order, PackResume); the left jobs' runs an earlier
         sweep left RUNNING end KILLED (superseded)."""
+        from nnlab.engine.solo import open_tracker
         from nnlab.packed import PackResume, pack_run_ids
         from nnlab.sweep import (
             earlier_unfinished,
@@ -246,7 +247,6 @@ class PackedLauncher(Launcher):
             record_job,
             supersede,
         )
-        from nnlab.train import open_tracker
 
         tracker = open_tracker(members[0].cfg)
         left, earlier, by_ckpt = [], {}, {}

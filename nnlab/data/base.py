@@ -17,11 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from nnlab.errors import DataError
+
 TEST_SPLIT_SEED = 20240229  # the held-out test split never depends on the run's seed
-
-
-class DataError(RuntimeError):
-    """A data set that cannot be loaded (missing files offline, corrupt files)."""
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 import nnlab
-from nnlab import tags
-from nnlab.config import GROUPS
+from nnlab.config import GROUPS, config_hash
 from nnlab.errors import Diverged
-from nnlab.sweep import config_hash
+from nnlab.tracking import tags
 
 
 @contextmanager

@@ -44,8 +44,8 @@ def build_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int):
 def build_module(cfg: DictConfig, model, task: str, num_classes: int):
     from hydra.utils import instantiate
 
+    from nnlab.engine.module import LabModule
     from nnlab.losses import Objective
-    from nnlab.module import LabModule
 
     objective = Objective(cfg.loss.name, task, num_classes, **group_params(cfg.loss))
     optimizer = instantiate({k: v for k, v in plain(cfg.optimizer).items() if k != "name"})

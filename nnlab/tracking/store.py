@@ -18,9 +18,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-
-class StoreError(RuntimeError):
-    """The sqlite store cannot be used; the message names the cause and what to do."""
+from nnlab.errors import StoreError
 
 
 def temp_path(db: Path) -> Path:

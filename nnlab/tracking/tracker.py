@@ -27,17 +27,15 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from nnlab import tags  # noqa: E402
+from nnlab.errors import ConfigError, StoreError, TrackingError  # noqa: E402
+from nnlab.tracking import tags  # noqa: E402
+from nnlab.tracking.store import open_store, read_only_message  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
 # Mid-run, a tracking server that stops answering is retried this long before the run gives up.
 RETRY_ENV = "NNLAB_TRACKING_RETRY_S"
 # Runs a lost server could not close; the next job against that server closes them.
 UNFINISHED = Path("mlruns") / "unfinished-runs.jsonl"
-
-
-class TrackingError(RuntimeError):
-    """The MLflow store cannot be reached, created or written; the message says which and why."""
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -110,8 +108,6 @@ class Tracker:
         self.experiment_name = experiment_name
         self.run_id: str | None = None
         self._lost = False  # the server stopped answering mid-run: no more long retries
-        from nnlab.store import StoreError, open_store, read_only_message
-
         db = sqlite_path(tracking_uri)
         try:  # against a server: reachable, credentials accepted, experiment readable (bounded)
             with store_lock(tracking_uri):
@@ -377,3 +373,12 @@ def resume_target(tracker: Tracker, spec: str, overrides: list[str]) -> tuple[An
               flush=True)
     cfg.resume = run.info.run_id
     return run, Path(ckpt), cfg
+
+
+def open_tracker(cfg: Any) -> Tracker:
+    """The MLflow store and experiment; a store that cannot be used is a config error."""
+    try:
+        return Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
+                       cfg.mlflow.artifact_root)
+    except TrackingError as err:
+        raise ConfigError(str(err)) from None

@@ -31,8 +31,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
-from nnlab import tags
 from nnlab.activations import Activation, spec_of
+from nnlab.tracking import tags
 
 BOUNDARY_FRAMES = 8  # decision-boundary snapshots over training (init included)
 BOUNDARY_GRID = 100  # grid points per axis of each snapshot
@@ -249,7 +249,7 @@ class Instruments(Callback):
                 warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
-        from nnlab.plots import weight_histograms
+        from nnlab.figures import weight_histograms
 
         self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
         self.init_histograms = []
@@ -276,7 +276,12 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
               frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
     """Every end-of-run figure of one trained model; `artifact(filename, draw, *args)` logs one
     (`model`: the bare net, `predict`: what maps inputs to scores, often the same)."""
-    from nnlab.plots import confusion_matrix, decision_boundary, learning_curves, weight_histograms
+    from nnlab.figures import (
+        confusion_matrix,
+        decision_boundary,
+        learning_curves,
+        weight_histograms,
+    )
 
     if init_histograms:
         artifact("weights_at_init.png", weight_histograms, init_histograms)
@@ -295,7 +300,7 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
     if train.x.dim() == 2 and train.x.shape[1] == 2:
         artifact("decision_boundary.png", decision_boundary, predict, train.x, train.y)
         if len(frames) > 1:
-            from nnlab.plots import boundary_gif, boundary_strip
+            from nnlab.figures import boundary_gif, boundary_strip
 
             points = (train.x.cpu(), train.y.cpu())
             artifact("decision_boundary_frames.png", boundary_strip, frames, extent, *points)
@@ -305,7 +310,7 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
 def conv_plots(artifact: Callable[..., None], model: nn.Module, datamodule: Any,
                init_kernels: torch.Tensor | None) -> None:
     """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
-    from nnlab.plots import feature_maps, kernel_grid
+    from nnlab.figures import feature_maps, kernel_grid
 
     conv = first_conv(model)
     if conv is None:

@@ -10,23 +10,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nnlab.config import ConfigError, plain, validate
-from nnlab.errors import Diverged
-
-__all__ = ["Diverged", "run"]
+from nnlab.tracking import open_tracker
 
 
-def open_tracker(cfg: DictConfig):
-    """The MLflow store and experiment; a store that cannot be used is a config error."""
-    from nnlab.tracking import Tracker, TrackingError
-
-    try:
-        return Tracker(cfg.mlflow.tracking_uri, cfg.mlflow.experiment_name,
-                       cfg.mlflow.artifact_root)
-    except TrackingError as err:
-        raise ConfigError(str(err)) from None
-
-
-def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
+def train_one(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path | None = None,
         extra_tags: dict[str, str] | None = None, sweep_dir: str | Path | None = None) -> float:
     """Train and test one configuration (or continue the run `resume=` names); return the
     monitored validation metric. A sweep's job (`sweep_dir`) nests under the sweep's run."""
@@ -43,7 +30,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
 
     import lightning.pytorch as pl
 
-    from nnlab.distributed import (
+    from nnlab.engine.distributed import (
         ddp_job,
         devices_and_strategy,
         is_child_rank,
@@ -58,16 +45,15 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
     with open_dict(cfg):
         cfg.accelerator.strategy = strategy  # logged as used: ddp for several devices
 
-    from nnlab import tags
-    from nnlab.build import build, data_info, data_profile, model_summary, user_parts
-    from nnlab.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
     from nnlab.data import DataError
-    from nnlab.instruments import instrument_callbacks
-    from nnlab.logger import MlflowRunLogger
-    from nnlab.resume import ResumeState, resume_exact
-    from nnlab.run import closing_line, run_life, run_tags
-    from nnlab.tracking import flatten
-    from nnlab.trained import log_trained_model
+    from nnlab.engine.build import build, data_info, data_profile, model_summary, user_parts
+    from nnlab.engine.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
+    from nnlab.engine.instruments import instrument_callbacks
+    from nnlab.engine.logger import MlflowRunLogger
+    from nnlab.engine.resume import ResumeState, resume_exact
+    from nnlab.engine.trained import log_trained_model
+    from nnlab.tracking import flatten, tags
+    from nnlab.tracking.life import closing_line, run_life, run_tags
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     try:
@@ -92,7 +78,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | Path |
         run_tagged = {**run_tags(cfg, overrides, extra_tags or {}),
                       tags.CHECKPOINT: str(ckpt_path)}
         if sweep_dir is not None:
-            from nnlab.sweep import parent_run_id
+            from nnlab.tracking.parent import parent_run_id
 
             run_tagged[tags.PARENT] = parent_run_id(tracker, sweep_dir)
         tracker.start(cfg.mlflow.run_name, params, run_tagged)
@@ -135,7 +121,7 @@ def make_trainer(cfg: DictConfig, **parts: Any):
     checkpointing and no model summary; `parts` adds the loggers, callbacks and the rest."""
     import lightning.pytorch as pl
 
-    from nnlab.distributed import devices_and_strategy
+    from nnlab.engine.distributed import devices_and_strategy
 
     devices, strategy = devices_and_strategy(cfg)
     return pl.Trainer(accelerator=cfg.accelerator.accelerator, devices=devices,
@@ -148,8 +134,8 @@ def _child_rank(cfg: DictConfig, ckpt_path: Path | None) -> float:
     """A DDP rank > 0: the same data, model and callbacks as rank 0, no MLflow run."""
     import lightning.pytorch as pl
 
-    from nnlab.build import build, user_parts
-    from nnlab.callbacks import Checkpointer, DivergenceGuard
+    from nnlab.engine.build import build, user_parts
+    from nnlab.engine.callbacks import Checkpointer, DivergenceGuard
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module = build(cfg)

@@ -33,8 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from nnlab import tags
-from nnlab.callbacks import Checkpointer
+from nnlab.engine.callbacks import Checkpointer
+from nnlab.tracking import tags
 
 # Keys whose values may differ inside a pack (dotted paths of the resolved config).
 PACKABLE = ("seed", "init", "optimizer.lr", "optimizer.momentum", "optimizer.weight_decay",
@@ -710,7 +710,7 @@ class PackedModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         """2-D classification data with plots on: the decision boundary at init."""
-        from nnlab.instruments import boundary_grid
+        from nnlab.engine.instruments import boundary_grid
 
         train = self.trainer.train_dataloader
         if self.plots and self.task == "classification":
@@ -721,7 +721,7 @@ class PackedModule(pl.LightningModule):
 
     def _frames(self, epoch: int) -> None:
         classes = self.member_scores(self.frame_grid[1].to(self.device)).argmax(-1)
-        from nnlab.instruments import BOUNDARY_GRID
+        from nnlab.engine.instruments import BOUNDARY_GRID
 
         for m, grid in enumerate(classes.to(torch.uint8).cpu()):
             self.frames[m].append((epoch, grid.reshape(BOUNDARY_GRID, BOUNDARY_GRID)))
@@ -732,7 +732,7 @@ class PackedModule(pl.LightningModule):
             self.instruments.reset()
 
     def on_train_epoch_end(self) -> None:
-        from nnlab.instruments import frame_epochs
+        from nnlab.engine.instruments import frame_epochs
 
         seconds = time.perf_counter() - self.epoch_start
         samples = self.sums["train"].count if "train" in self.sums else 0
@@ -786,7 +786,7 @@ class Member:
 def build_members(members: Sequence[Member]) -> tuple[list[Any], list[Any], list[torch.Generator]]:
     """Each member's (data module, LabModule) built exactly as its solo run builds them, and the
     global random state its solo run would train from (for its dropout masks)."""
-    from nnlab.build import build, model_summary
+    from nnlab.engine.build import build, model_summary
 
     datamodules, modules, generators = [], [], []
     for member in members:
@@ -824,10 +824,10 @@ def make_pack(members: Sequence[Member], datamodules: Sequence[Any], modules: Se
 
 
 def pack_trainer(cfg: DictConfig, root: Path, **overrides: Any) -> pl.Trainer:
-    """The solo runs' Trainer recipe (nnlab.train.make_trainer: the members' accelerator and
+    """The solo runs' Trainer recipe (nnlab.engine.solo.make_trainer: the members' accelerator and
     trainer flags) for a pack: no logger of its own (each member logs into its run) and no
     sanity validation. One device: DDP and gradient-clipping jobs do not pack."""
-    from nnlab.train import make_trainer
+    from nnlab.engine.solo import make_trainer
 
     return make_trainer(cfg, logger=False, default_root_dir=root, num_sanity_val_steps=0,
                         **{"callbacks": [], **overrides})
@@ -949,12 +949,12 @@ class PackCheckpointer(Checkpointer):
 def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any,
                checkpoint: Path) -> None:
     """Open the member's MLflow run with the params, tags and artifacts a solo run logs first."""
-    from nnlab.build import data_info, data_profile
-    from nnlab.logger import MlflowRunLogger
-    from nnlab.run import run_tags
-    from nnlab.sweep import parent_run_id
+    from nnlab.engine.build import data_info, data_profile
+    from nnlab.engine.logger import MlflowRunLogger
+    from nnlab.engine.solo import open_tracker
     from nnlab.tracking import flatten
-    from nnlab.train import open_tracker
+    from nnlab.tracking.life import run_tags
+    from nnlab.tracking.parent import parent_run_id
 
     num_params = sum(p.numel() for p in member.model.parameters())
     member.tracker = open_tracker(member.cfg)
@@ -963,7 +963,7 @@ def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any,
     found = {**run_tags(member.cfg, member.overrides, member.tags), PACK_TAG: pack_id,
              "nnlab.pack_size": str(pack_size), tags.CHECKPOINT: str(checkpoint)}
     if member.cfg.instruments.enabled:  # as the Instruments callback tags a solo run
-        from nnlab.instruments import param_layers
+        from nnlab.engine.instruments import param_layers
 
         found[tags.LAYERS] = ",".join(name for name, _ in param_layers(member.model))
     if member.sweep_dir is not None:
@@ -983,8 +983,8 @@ def _start_run(member: Member, pack_id: str, pack_size: int, datamodule: Any,
 def _reopen_run(member: Member, run: Any, checkpoint: Path) -> None:
     """Open a killed pack member's run again (RUNNING) to continue it from `checkpoint`; its
     logger skips what the run logged already."""
-    from nnlab.logger import MlflowRunLogger
-    from nnlab.train import open_tracker
+    from nnlab.engine.logger import MlflowRunLogger
+    from nnlab.engine.solo import open_tracker
 
     member.tracker = open_tracker(member.cfg)
     logged = member.tracker.reopen(run.info.run_id)
@@ -1004,8 +1004,8 @@ def _end_run(member: Member, status: str, error: BaseException | None = None) ->
 
 def init_plot(member: Member) -> None:
     """The member's weight histograms at init (member.model keeps its init draw)."""
-    from nnlab.instruments import log_figure, param_layers, weight_counts
-    from nnlab.plots import weight_histograms
+    from nnlab.engine.instruments import log_figure, param_layers, weight_counts
+    from nnlab.figures import weight_histograms
 
     log_figure(member.tracker, member.output_dir, "weights_at_init.png", weight_histograms,
                weight_counts(param_layers(member.model)))
@@ -1014,7 +1014,13 @@ def init_plot(member: Member) -> None:
 def member_plots(member: Member, trained: nn.Module, datamodule: Any, module: PackedModule,
                  m: int) -> None:
     """The figures the Instruments callback draws at the end of a solo run, for one member."""
-    from nnlab.instruments import end_plots, first_conv, log_figure, param_layers, weight_counts
+    from nnlab.engine.instruments import (
+        end_plots,
+        first_conv,
+        log_figure,
+        param_layers,
+        weight_counts,
+    )
 
     conv = first_conv(member.model)
     member.logger.flush()  # the learning curves read the run's metric histories
@@ -1046,9 +1052,9 @@ def run_pack(members: Sequence[Member], pack_id: str,
     thread (measured: 16 MLP members on moons, 2 threads 5.5x slower than 1 at load 5)."""
     import signal
 
+    from nnlab.engine.trained import log_trained_model
     from nnlab.errors import Diverged
     from nnlab.quiet import quiet
-    from nnlab.trained import log_trained_model
 
     quiet()  # again: importing Lightning resets its loggers' levels
     datamodules, modules, generators = built or build_members(members)

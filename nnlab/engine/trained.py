@@ -3,8 +3,8 @@
 At the end of a successful run, `model/state_dict.pt` (the final weights) and `model/info.json`
 (the input shape and number of outputs the network was built for, and the inputs' standardisation)
 join the run's `config.yaml`. `load_model(run_id)` downloads them (through the tracking server
-when there is one), rebuilds the network with nnlab's own builder (`nnlab.build.build_model`) and
-loads the weights: no data set, checkpoint or run folder is needed. The `nnlab.checkpoint` tag
+when there is one), rebuilds the network with nnlab's own builder (`nnlab.engine.build.build_model`)
+and loads the weights: no data set, checkpoint or run folder is needed. The `nnlab.checkpoint` tag
 still points at the resumable Lightning checkpoint (weights + optimiser + loop state) on the
 machine that trained.
 """
@@ -28,7 +28,7 @@ INFO = "model/info.json"
 
 def log_trained_model(tracker: Any, model: nn.Module, datamodule: Any) -> None:
     """Log the final weights and what rebuilding the network needs into the tracker's run."""
-    from nnlab.build import data_info
+    from nnlab.engine.build import data_info
 
     info = data_info(datamodule)
     meta = {"input_shape": list(info.input_shape), "num_outputs": info.num_outputs,
@@ -79,7 +79,7 @@ def load_model(run_id: str, tracking_uri: str | None = None,
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
-    from nnlab.build import build_model
+    from nnlab.engine.build import build_model
     from nnlab.tracking import TrackingError, store_message
 
     uri = tracking_uri or default_tracking_uri()
