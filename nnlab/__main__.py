@@ -32,12 +32,12 @@ def config_dir() -> str:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def task(cfg: DictConfig) -> float:
     """One job: a single run, or one job of a multirun (whose failure the sweep records)."""
-    # lazy: the engine loads torch and Lightning, which --help and config errors never need
+    # lazy: the engine loads torch, Lightning and MLflow, which --help never needs
     from nnlab.engine import train_one
-    from nnlab.tracking.tags import EXPERIMENT, JOB_NUM, SWEEP_ID
+    from nnlab.tracking.life import job_tags
 
     hydra_cfg = HydraConfig.get()
-    tags = {EXPERIMENT: str(hydra_cfg.runtime.choices.get("experiment") or "none")}
+    tags = job_tags(hydra_cfg)
     overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode.name != "MULTIRUN":
         try:
@@ -48,10 +48,8 @@ def task(cfg: DictConfig) -> float:
 
     # One job of a sweep: a failure is recorded (its MLflow run is already FAILED) and the
     # sweep goes on; nnlab.sweep.SweepReport prints the summary and exits 1 after the last job.
-    from nnlab.sweep import record_job, run_job
+    from nnlab.sweep import record_job, run_job  # lazy, as the engine above
 
-    tags[SWEEP_ID] = Path(hydra_cfg.sweep.dir).name
-    tags[JOB_NUM] = str(hydra_cfg.job.num)
     try:
         value, outcome = run_job(cfg, overrides, hydra_cfg.runtime.output_dir, tags,
                                  hydra_cfg.sweep.dir)

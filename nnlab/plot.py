@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from nnlab.activations import ACTIVATIONS
+from nnlab.figures import activation_panels, png_bytes
 
 NOT_ELEMENTWISE = ("softmax",)
 
@@ -33,8 +34,6 @@ def activation_curves(lo: float = -5.0, hi: float = 5.0, steps: int = 401
 
 
 def plot_activations(out: Path) -> Path:
-    from nnlab.figures import activation_panels, png_bytes
-
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png_bytes(activation_panels(activation_curves()), dpi=100))
     return out

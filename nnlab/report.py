@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from nnlab.tracking import tags
+from nnlab.tracking.life import MONITORED as MONITOR_BY_TASK
 
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
 LOWER_IS_BETTER = ("loss", "mse", "mae", "time")
 CURVES = ("train/loss_epoch", "val/loss", "val/acc", "val/r2")
-MONITORED = ("val/acc", "val/r2")  # what the sweepers optimise (LabModule.monitor)
+MONITORED = tuple(MONITOR_BY_TASK.values())  # what the sweepers optimise
 ALPHA = 0.05  # significance level; the CIs are 1 - ALPHA
 WEAK_N = 5  # fewer seeds than this per option: the verdict is flagged as weak
 

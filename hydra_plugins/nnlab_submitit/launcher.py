@@ -64,7 +64,7 @@ class _Launch:
         does for a job that raised)."""
         import submitit
 
-        from nnlab.sweep import record_job
+        from nnlab.sweep import record_job  # lazy: Hydra imports plugins on every start
 
         try:
             return job.results()[0]

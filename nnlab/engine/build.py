@@ -10,8 +10,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from nnlab.activations import activation_factory
 from nnlab.config import group_params, plain
 from nnlab.data.base import DataError, DataInfo
+from nnlab.engine.module import LabModule
+from nnlab.errors import ConfigError
+from nnlab.inits import apply_init
+from nnlab.losses import Objective
+from nnlab.tracking.life import RunRecord
 
 
 def build_datamodule(cfg: DictConfig):
@@ -31,9 +37,6 @@ def build_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int):
     """The network with the chosen activation in every hidden layer and the chosen init."""
     from hydra.utils import get_class
 
-    from nnlab.activations import activation_factory
-    from nnlab.inits import apply_init
-
     activation = activation_factory(cfg.activation.name, cfg.activation.get("_target_"),
                                     **group_params(cfg.activation))
     model_cls = get_class(cfg.model._target_)
@@ -43,9 +46,6 @@ def build_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int):
 
 def build_module(cfg: DictConfig, model, task: str, num_classes: int):
     from hydra.utils import instantiate
-
-    from nnlab.engine.module import LabModule
-    from nnlab.losses import Objective
 
     objective = Objective(cfg.loss.name, task, num_classes, **group_params(cfg.loss))
     optimizer = instantiate({k: v for k, v in plain(cfg.optimizer).items() if k != "name"})
@@ -77,8 +77,6 @@ def build(cfg: DictConfig):
     try:
         model = build_model(cfg, info.input_shape, info.num_outputs)
     except ValueError as err:  # a model that cannot take these shapes says why
-        from nnlab.config import ConfigError
-
         raise ConfigError(str(err)) from None
     num_classes = info.num_outputs if info.task == "classification" else 0
     return datamodule, build_module(cfg, model, info.task, num_classes)
@@ -111,3 +109,13 @@ def data_profile(datamodule, info: DataInfo) -> tuple[str, dict[str, Any]]:
         digest.update(data.y.cpu().numpy().tobytes())  # labels and a sample of the inputs
         digest.update(data.x[:: max(1, len(data.x) // 64)].cpu().numpy().tobytes())
     return digest.hexdigest()[:8], profile
+
+
+def run_record(cfg: DictConfig, datamodule: Any, model: Any) -> RunRecord:
+    """What the run records about its model and data before training (nnlab.tracking.open_run)."""
+    info = data_info(datamodule)
+    digest, profile = data_profile(datamodule, info)
+    return RunRecord(summary=model_summary(model, info.input_shape),
+                     num_params=sum(p.numel() for p in model.parameters()),
+                     dataset=str(cfg.dataset.name), source=str(cfg.dataset._target_),
+                     digest=digest, profile=profile)

@@ -12,6 +12,7 @@ from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, 
 from torchmetrics.classification import MulticlassAccuracy
 
 from nnlab.losses import Objective
+from nnlab.tracking.life import MONITORED
 
 STAGES = ("train", "val", "test")
 
@@ -51,7 +52,7 @@ class LabModule(pl.LightningModule):
     @property
     def monitor(self) -> str:
         """The metric Hydra sweepers optimise (higher is better)."""
-        return "val/acc" if self.task == "classification" else "val/r2"
+        return MONITORED[self.task]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -20,6 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnlab.config import MlflowSchema
+from nnlab.engine.build import build_model, data_info
+from nnlab.errors import TrackingError
+from nnlab.tracking import store_message
+
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in a load
 
 WEIGHTS = "model/state_dict.pt"
@@ -28,8 +33,6 @@ INFO = "model/info.json"
 
 def log_trained_model(tracker: Any, model: nn.Module, datamodule: Any) -> None:
     """Log the final weights and what rebuilding the network needs into the tracker's run."""
-    from nnlab.engine.build import data_info
-
     info = data_info(datamodule)
     meta = {"input_shape": list(info.input_shape), "num_outputs": info.num_outputs,
             "task": info.task, "num_params": sum(p.numel() for p in model.parameters()),
@@ -61,8 +64,6 @@ class Standardize(nn.Module):
 
 def default_tracking_uri() -> str:
     """$MLFLOW_TRACKING_URI, else nnlab's default store (conf/config.yaml)."""
-    from nnlab.config import MlflowSchema
-
     return os.environ.get("MLFLOW_TRACKING_URI") or MlflowSchema.tracking_uri
 
 
@@ -78,9 +79,6 @@ def load_model(run_id: str, tracking_uri: str | None = None,
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
-
-    from nnlab.engine.build import build_model
-    from nnlab.tracking import TrackingError, store_message
 
     uri = tracking_uri or default_tracking_uri()
     client = MlflowClient(uri)

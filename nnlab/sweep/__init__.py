@@ -2,13 +2,7 @@
 summary after the last job (records), and the skip/resume decision and the solo job (runner)."""
 
 from nnlab.sweep.records import SweepReport, read_jobs, record_job, summary
-from nnlab.sweep.runner import (
-    earlier_unfinished,
-    monitored_value,
-    previous_runs,
-    run_job,
-    supersede,
-)
+from nnlab.sweep.runner import Previous, look_up, run_job
 
-__all__ = ["SweepReport", "earlier_unfinished", "monitored_value", "previous_runs",
-           "read_jobs", "record_job", "run_job", "summary", "supersede"]
+__all__ = ["Previous", "SweepReport", "look_up", "read_jobs", "record_job", "run_job",
+           "summary"]
