@@ -200,7 +200,7 @@ def model_section(server: Server, repeats: int) -> list[str]:
 
     sys.path.insert(0, str(REPO))
     from nnlab.config import register_configs
-    from nnlab.engine.solo import build_datamodule, build_model
+    from nnlab.engine.build import build_datamodule, build_model
     from nnlab.engine.trained import load_model, log_trained_model
     from nnlab.tracking import Tracker
 

@@ -29,7 +29,7 @@ CNNS = ["lenet5", "alexnet", "vgg16"]
 
 
 def train_one_step(compose_cfg, overrides: list[str]) -> float:
-    """Compose, validate, build with nnlab.train's builders, fit one step; return the loss."""
+    """Compose, validate, build with nnlab.engine.build, fit one step; return the loss."""
     cfg = compose_cfg([*overrides, "accelerator=cpu"])
     validate(cfg)
     pl.seed_everything(0, verbose=False)

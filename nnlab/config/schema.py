@@ -35,7 +35,7 @@ class MlflowSchema:
 
 @dataclass
 class InstrumentsSchema:
-    """Per-layer grad/weight/activation metrics + PNG plots (nnlab/instruments.py)."""
+    """Per-layer grad/weight/activation metrics + PNG plots (nnlab/engine/instruments.py)."""
 
     enabled: bool = True
     every_n_steps: int = 50  # also log the per-layer values every N optimiser steps (<name>_step)
@@ -50,7 +50,7 @@ class CheckpointSchema:
 
 @dataclass
 class SweepSchema:
-    resume: bool = False  # skip jobs already FINISHED, resume killed ones (nnlab/sweep.py)
+    resume: bool = False  # skip jobs already FINISHED, resume killed ones (nnlab/sweep/)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The callbacks nnlab adds to every run: checkpoints (for resume and after Ctrl-C), the stop at
-the first non-finite loss, and the epoch timer. (The instruments live in nnlab/instruments.py.)"""
+the first non-finite loss, and the epoch timer. (The instruments live in instruments.py.)"""
 
 from __future__ import annotations
 
@@ -42,7 +42,14 @@ class Checkpointer(Callback):
         if self._in_fit and self.stop_signal is None:
             self.stop_signal = signum
             return
+        self.stop_signal = self.stop_signal or signum  # kept, should the raise be swallowed
         raise KeyboardInterrupt(f"signal {signum}")
+
+    def raise_if_stopped(self) -> None:
+        """After training: a stop asked for since (Ctrl-C, SIGTERM) ends the run KILLED, also
+        when the KeyboardInterrupt it raised was swallowed (e.g. inside a finaliser)."""
+        if self.stop_signal is not None:
+            raise KeyboardInterrupt(f"signal {self.stop_signal}")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """SIGTERM stops like Ctrl-C, at the next batch boundary: Lightning's own SIGTERM handler

@@ -5,7 +5,14 @@ as the run that was never stopped."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -13,7 +20,42 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from nnlab.errors import ConfigError
+
 KEY = "nnlab_resume"
+RUNS_DIR = Path("mlruns") / "hydra" / "runs"  # train_one's output folders when none is given
+
+
+def new_run_dir() -> Path:
+    """A folder of its own for a run started without one (from Python: Hydra's compose API
+    makes none), so no run's checkpoint can overwrite another's."""
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y-%m-%d_%H-%M-%S-"), dir=RUNS_DIR))
+
+
+@contextmanager
+def claim_checkpoint(path: Path, resume: str | None = None) -> Iterator[None]:
+    """Hold the run's checkpoint for this process while it trains: a lock file beside it that
+    the kernel releases when the process ends, however it ends (kill -9 too). A run that
+    another live process is training cannot be resumed (ConfigError; `resume`: what the user
+    asked to resume, for the message)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            what = (f"resume={resume} is invalid: that run is being trained right now"
+                    if resume else
+                    f"the run's folder {path.parent.parent} is in use: a run is training there")
+            raise ConfigError(
+                f"{what} by {holder} (it holds {path}). Wait for it to end, or stop it "
+                "(Ctrl-C, kill) and resume then.") from None
+        lock.truncate(0)
+        lock.write(f"process {os.getpid()}")
+        lock.flush()
+        yield
 
 
 def torch_rng_states() -> dict[str, Any]:

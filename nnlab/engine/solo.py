@@ -21,11 +21,11 @@ from nnlab.engine.distributed import (
 )
 from nnlab.engine.instruments import instrument_callbacks
 from nnlab.engine.logger import MlflowRunLogger
-from nnlab.engine.resume import ResumeState, resume_exact
+from nnlab.engine.resume import ResumeState, claim_checkpoint, new_run_dir, resume_exact
 from nnlab.engine.trained import log_trained_model
 from nnlab.errors import ConfigError, DataError, TrackingError
 from nnlab.quiet import quiet
-from nnlab.tracking import open_tracker, resume_target, tags
+from nnlab.tracking import Tracker, open_tracker, resume_target, tags
 from nnlab.tracking.life import closing_line, open_run, reopen_run, run_life
 
 
@@ -35,10 +35,11 @@ def train_one(cfg: DictConfig, overrides: Sequence[str] = (),
     """Train and test one configuration (or continue the run `resume=` names); return the
     monitored validation metric. A sweep's job (`sweep_dir`) nests under the sweep's run."""
     tracker = run_info = None
-    if cfg.get("resume"):
+    resume = str(cfg.resume) if cfg.get("resume") else None
+    if resume:
         tracker = open_tracker(cfg)
         try:
-            run_info, ckpt_path, cfg = resume_target(tracker, str(cfg.resume), list(overrides))
+            run_info, ckpt_path, cfg = resume_target(tracker, resume, list(overrides))
         except TrackingError as err:
             raise ConfigError(str(err)) from None
     validate(cfg)
@@ -55,42 +56,59 @@ def train_one(cfg: DictConfig, overrides: Sequence[str] = (),
         datamodule, module = build(cfg)
     except DataError as err:
         raise ConfigError(str(err)) from None
-    out_dir = Path(output_dir or "mlruns/hydra/last")
+    out_dir = Path(output_dir) if output_dir else new_run_dir()
+    if run_info is None:
+        ckpt_path = (out_dir / "checkpoints" / "last.ckpt").resolve()
     if tracker is None:  # opened after the data: a bad data set leaves no store behind
         tracker = open_tracker(cfg)
-    logged: dict[str, int] = {}
-    if run_info is not None:
-        logged = reopen_run(tracker, run_info.info.run_id, ckpt_path)
-        print(f"nnlab: resuming run {tracker.run_id} from {ckpt_path}", flush=True)
-    else:
-        ckpt_path = (out_dir / "checkpoints" / "last.ckpt").resolve()
-        open_run(tracker, cfg, overrides, extra_tags or {}, run_record(cfg, datamodule,
-                 module.model), ckpt_path, sweep_dir)
     checkpointer = Checkpointer(ckpt_path, int(cfg.checkpoint.every_n_steps))
     if strategy.startswith("ddp") and sweep_dir is not None:
         job_command_for_ranks(overrides)
-    with run_life(tracker, checkpointer.request_stop, ckpt_path), ddp_job():
-        progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
-        trainer = make_trainer(
-            cfg, logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
-            callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
-                       ResumeState(), checkpointer, *progress, *user_parts(cfg, "callbacks")],
-            default_root_dir=out_dir,
-        )
+    resuming = run_info and (resume if resume == run_info.info.run_id else
+                             f"{resume} (run {run_info.info.run_id})")
+    with claim_checkpoint(ckpt_path, resuming):
+        logged: dict[str, int] = {}
         if run_info is not None:
-            tracker.set_tags({tags.RESUME_EXACT: str(resume_exact(trainer)).lower()})
-        trainer.fit(module, datamodule=datamodule,
-                    ckpt_path=str(ckpt_path) if run_info is not None else None)
-        if trainer.interrupted:
-            raise KeyboardInterrupt("training interrupted")
-        monitored = float(trainer.callback_metrics[module.monitor])
-        trainer.test(module, datamodule=datamodule, verbose=False)
-        log_trained_model(tracker, module.model, datamodule)
-        for logger in trainer.loggers:
-            logger.finalize("success")
-    print(closing_line(tracker, cfg, module.monitor, monitored, trainer.callback_metrics),
-          flush=True)
+            logged = reopen_run(tracker, run_info.info.run_id, ckpt_path)
+            print(f"nnlab: resuming run {tracker.run_id} from {ckpt_path}", flush=True)
+        else:
+            open_run(tracker, cfg, overrides, extra_tags or {}, run_record(cfg, datamodule,
+                     module.model), ckpt_path, sweep_dir)
+        with run_life(tracker, checkpointer.request_stop, ckpt_path), ddp_job():
+            monitored, metrics = _fit_and_test(cfg, tracker, datamodule, module, checkpointer,
+                                               out_dir, logged, resumed=run_info is not None)
+    print(closing_line(tracker, cfg, module.monitor, monitored, metrics), flush=True)
     return monitored
+
+
+def _fit_and_test(cfg: DictConfig, tracker: Tracker, datamodule: Any, module: Any,
+                  checkpointer: Checkpointer, out_dir: Path, logged: dict[str, int],
+                  resumed: bool) -> tuple[float, dict[str, Any]]:
+    """Inside the open run: fit (or continue), test, log the trained model; the monitored
+    value and the run's final metrics."""
+    progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    trainer = make_trainer(
+        cfg, logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
+        callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
+                   ResumeState(), checkpointer, *progress, *user_parts(cfg, "callbacks")],
+        default_root_dir=out_dir,
+    )
+    if resumed:
+        tracker.set_tags({tags.RESUME_EXACT: str(resume_exact(trainer)).lower()})
+    trainer.fit(module, datamodule=datamodule,
+                ckpt_path=str(checkpointer.path) if resumed else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training interrupted")
+    # a run stopped after its last epoch resumes with nothing left to fit: its value is logged
+    monitored = float(trainer.callback_metrics.get(
+        module.monitor, tracker.client.get_run(tracker.run_id).data.metrics.get(module.monitor,
+                                                                                 float("nan"))))
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    log_trained_model(tracker, module.model, datamodule)
+    checkpointer.raise_if_stopped()  # a Ctrl-C after fit that something swallowed
+    for logger in trainer.loggers:
+        logger.finalize("success")
+    return monitored, dict(trainer.callback_metrics)
 
 
 def make_trainer(cfg: DictConfig, **parts: Any):

@@ -191,6 +191,7 @@ def run_pack(members: Sequence[Member], pack_id: str,
             if member.cfg.instruments.enabled and member.cfg.instruments.plots:
                 member_plots(member, trained, datamodules[m], module, m)
             log_trained_model(member.tracker, trained, datamodules[m])
+            checkpointer.raise_if_stopped()  # a Ctrl-C during the figures that was swallowed
             _end_run(member)
             member.result = float(module.ledger.last[m].get(module.monitor, math.nan))
             scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(module.ledger.last[m].items())

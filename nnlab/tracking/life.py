@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,9 +16,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-import nnlab
+from nnlab import __version__
 from nnlab.config import GROUPS, config_hash
-from nnlab.errors import Diverged
+from nnlab.errors import Diverged, TrackingError
 from nnlab.tracking import tags
 from nnlab.tracking.parent import parent_run_id
 from nnlab.tracking.tracker import Tracker, flatten
@@ -63,7 +64,13 @@ def open_run(tracker: Tracker, cfg: DictConfig, overrides: Sequence[str],
         tracker.log_dataset(record.dataset, record.digest, record.source, record.profile)
     except BaseException as err:
         tracker.end(*end_status(err))
-        raise
+        if not isinstance(err, Exception) or isinstance(err, TrackingError):
+            raise
+        raise TrackingError(
+            f"run {tracker.run_id} ended FAILED: its first artifacts could not be stored "
+            f"({type(err).__name__}: {err}). Check that mlflow.artifact_root="
+            f"{cfg.mlflow.get('artifact_root')} is a folder this process can write (a "
+            "tracking server keeps its own).") from err
 
 
 def reopen_run(tracker: Tracker, run_id: str, checkpoint: Path) -> dict[str, int]:
@@ -90,7 +97,9 @@ def run_life(tracker: Tracker, on_signal: Callable[[int, Any], None],
     """Inside: SIGINT/SIGTERM call `on_signal` (training stops at the next batch). On the way
     out the run ends as `end_status` says (an interrupt re-raised as KeyboardInterrupt; a
     diverged run tagged so)."""
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    main = threading.current_thread() is threading.main_thread()  # signals reach it alone
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+                } if main else {}
     try:
         yield
     except BaseException as err:
@@ -115,7 +124,7 @@ def run_life(tracker: Tracker, on_signal: Callable[[int, Any], None],
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(nnlab.__file__).parent)
+                             timeout=5, cwd=Path(__file__).parent)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -138,7 +147,7 @@ def run_tags(cfg: DictConfig, overrides: Sequence[str], extra: Mapping[str, str]
     found = {f"{tags.GROUP_PREFIX}{group}": str(cfg[group].name) for group in GROUPS}
     found.update({
         tags.CONFIG_HASH: config_hash(cfg),  # what sweep.resume=true looks runs up by
-        tags.VERSION: nnlab.__version__,
+        tags.VERSION: __version__,
         tags.OVERRIDES: " ".join(overrides) or "(none)",
         tags.SOURCE: "nnlab",
     })

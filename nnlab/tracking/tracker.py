@@ -239,18 +239,25 @@ class Tracker:
                   "next nnlab job against that server marks it.", file=sys.stderr, flush=True)
 
     def _finish(self, run_id: str, status: str, error: BaseException | str | None) -> None:
-        """Set a run's final state, after the error's text when there is one."""
-        if error is not None:
-            import traceback
+        """Set a run's final state first, then keep the error's text: a failing upload (an
+        unwritable artifact root) can no longer leave the run RUNNING."""
+        if error is None:
+            self.write(self.client.set_terminated, run_id, status)
+            return
+        import traceback
 
-            if isinstance(error, str):
-                text, first = error, error.strip().splitlines()[-1]
-            else:
-                text = "".join(traceback.format_exception(error))
-                first = f"{type(error).__name__}: {error}"
-            self.write(self.client.log_batch, run_id, tags=[RunTag(tags.ERROR, first[:5000])])
-            self.write(self.client.log_text, run_id, text, "error.txt")
+        if isinstance(error, str):
+            text, first = error, error.strip().splitlines()[-1]
+        else:
+            text = "".join(traceback.format_exception(error))
+            first = f"{type(error).__name__}: {error}"
+        self.write(self.client.log_batch, run_id, tags=[RunTag(tags.ERROR, first[:5000])])
         self.write(self.client.set_terminated, run_id, status)
+        try:
+            self.write(self.client.log_text, run_id, text, "error.txt")
+        except Exception as err:  # the status is set; the text is a bonus
+            print(f"nnlab: run {run_id} is {status}; its error.txt could not be stored "
+                  f"({type(err).__name__}: {err})", file=sys.stderr, flush=True)
 
     def close_unfinished(self) -> None:
         """Close the runs of this server that a job could not close when it lost the server:
