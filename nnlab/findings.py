@@ -29,8 +29,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nnlab.report import ALPHA, WEAK_N, Group, higher_is_better, holm, summarize, t_test
-from nnlab.tracking import tags
+from nnlab.report import (
+    ALPHA,
+    WEAK_N,
+    Group,
+    higher_is_better,
+    holm,
+    load_runs,
+    summarize,
+    t_test,
+    write_report,
+)
+from nnlab.tracking import MlflowClient, tags
 
 
 @dataclass
@@ -284,9 +294,6 @@ def span_seconds(runs: Sequence[Any]) -> float:
 
 def study_section(study: Study, command: str, wall: float | None, store: Path, figures: Path,
                   doc: Path) -> tuple[list[str], list[ClaimResult | TargetResult]]:
-    from nnlab.report import load_runs, write_report
-    from nnlab.tracking import MlflowClient
-
     client = MlflowClient(f"sqlite:///{store.resolve()}/mlflow.db")
     found = client.get_experiment_by_name(study.name)
     runs = load_runs(client, study.name) if found else []

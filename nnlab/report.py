@@ -355,6 +355,7 @@ def seed_curves(client: Any, groups: Sequence[Group]) -> dict[str, dict[str, lis
 
 
 def plot_learning_curves(client: Any, groups: Sequence[Group], path: Path) -> bool:
+    # lazy: matplotlib and torch load only when a figure is drawn
     from nnlab.figures import learning_curve_bands, png_bytes
 
     curves = seed_curves(client, groups)
@@ -378,6 +379,7 @@ def layer_gradients(group: Group) -> tuple[list[str], list[float]]:
 
 def plot_gradients(groups: Sequence[Group], path: Path) -> bool:
     """One panel per architecture: gradient norm per layer (log scale), one line per group."""
+    # lazy: matplotlib and torch load only when a figure is drawn
     from nnlab.figures import gradient_profiles, png_bytes
 
     panels: dict[tuple[str, ...], list[tuple[str, list[float]]]] = {}
@@ -479,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: the monitored val/acc or val/r2 and the test metrics)")
     args = parser.parse_args(argv)
 
+    # lazy: MLflow loads only when the store is read
     from nnlab.tracking import MlflowClient
 
     client = MlflowClient(args.tracking_uri)

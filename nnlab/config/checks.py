@@ -180,6 +180,7 @@ def _import(node: Mapping[str, Any], group: str) -> Any:
 
 def group_signature(cfg: DictConfig, group: str) -> tuple[Signature, tuple[str, ...]]:
     """What a group's node is checked against, and the keys nnlab itself reads from it."""
+    # lazy: the parts load torch; nnlab.config stays torch-free
     from nnlab.activations import describe
     from nnlab.inits import INIT_NAMES, WEIGHT_INITS
     from nnlab.losses import LOSSES
@@ -195,6 +196,7 @@ def group_signature(cfg: DictConfig, group: str) -> tuple[Signature, tuple[str, 
         try:
             spec = describe(str(name), node.get("_target_"))
         except KeyError:
+            # lazy: the parts load torch; nnlab.config stays torch-free
             from nnlab.activations import ACTIVATIONS
 
             fail("activation.name", name, "unknown activation (or give a _target_ class)",
@@ -320,6 +322,7 @@ def validate(cfg: DictConfig) -> None:
     init = cfg.init
     if init.get("a") is not None and init.get("b") is not None and init.a >= init.b:
         fail("init.a", init.a, f"a uniform draw needs a < b (b={init.b})", "a < b")
+    # lazy: the parts load torch; nnlab.config stays torch-free
     from nnlab.inits import BIAS_INITS
 
     if init.get("bias", "zeros") not in BIAS_INITS:
@@ -329,6 +332,7 @@ def validate(cfg: DictConfig) -> None:
 
 def _check_fit(cfg: DictConfig) -> None:
     """Model vs data vs loss vs machine."""
+    # lazy: the parts load torch; nnlab.config stays torch-free
     from nnlab.losses import LOSSES
 
     data_cls = _import(cfg.dataset, "dataset")

@@ -249,6 +249,7 @@ class Instruments(Callback):
                 warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
+        # lazy: matplotlib and torch load only when a figure is drawn
         from nnlab.figures import weight_histograms
 
         self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
@@ -276,6 +277,7 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
               frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
     """Every end-of-run figure of one trained model; `artifact(filename, draw, *args)` logs one
     (`model`: the bare net, `predict`: what maps inputs to scores, often the same)."""
+    # lazy: matplotlib and torch load only when a figure is drawn
     from nnlab.figures import (
         confusion_matrix,
         decision_boundary,
@@ -300,6 +302,7 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
     if train.x.dim() == 2 and train.x.shape[1] == 2:
         artifact("decision_boundary.png", decision_boundary, predict, train.x, train.y)
         if len(frames) > 1:
+            # lazy: matplotlib and torch load only when a figure is drawn
             from nnlab.figures import boundary_gif, boundary_strip
 
             points = (train.x.cpu(), train.y.cpu())
@@ -310,6 +313,7 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
 def conv_plots(artifact: Callable[..., None], model: nn.Module, datamodule: Any,
                init_kernels: torch.Tensor | None) -> None:
     """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
+    # lazy: matplotlib and torch load only when a figure is drawn
     from nnlab.figures import feature_maps, kernel_grid
 
     conv = first_conv(model)
