@@ -8,9 +8,9 @@ import torch
 from helpers.numpy_reference import NumpyNetwork
 from mlflow.tracking import MlflowClient
 
+from nnlab import load_model
 from nnlab.data.people import NEW_PEOPLE, PEOPLE, SHIFT
-from nnlab.engine import build as building
-from nnlab.engine import train_one
+from nnlab.engine import build, train_one
 
 EPOCHS = 1000
 COURSE = ["model=tiny", "activation=sigmoid", "dataset=gender", "loss=mse", "init=constant",
@@ -41,7 +41,7 @@ def test_numpy_reference_learns_the_table(reference) -> None:
     40,  # the default suite: a real run is ~0.1-0.2 s per epoch on a busy 2-core machine
     pytest.param(EPOCHS, marks=pytest.mark.slow),  # the full lesson (about 1-3 minutes)
 ])
-def test_run_matches_numpy_every_epoch(compose_cfg, epochs, tmp_path, monkeypatch) -> None:
+def test_run_matches_numpy_every_epoch(compose_cfg, epochs, tmp_path) -> None:
     """A real `run` (Trainer, MLflow logger); its logged per-epoch loss is read back from MLflow
     and compared with the NumPy network's, then both predict two new people."""
     net = NumpyNetwork(value=0.1)
@@ -51,14 +51,6 @@ def test_run_matches_numpy_every_epoch(compose_cfg, epochs, tmp_path, monkeypatc
                        "trainer.enable_progress_bar=false", f"mlflow.tracking_uri={uri}",
                        f"mlflow.artifact_root={tmp_path}/artifacts",
                        "mlflow.experiment_name=parity"])
-    built = {}
-
-    def keep(cfg):
-        built["datamodule"], built["module"] = result = real_build(cfg)
-        return result
-
-    real_build = building.build
-    monkeypatch.setattr(building, "build", keep)  # train.run imports it when it runs
     train_one(cfg, output_dir=tmp_path)
 
     client = MlflowClient(uri)
@@ -70,7 +62,7 @@ def test_run_matches_numpy_every_epoch(compose_cfg, epochs, tmp_path, monkeypatc
     np.testing.assert_allclose(logged, running, rtol=0, atol=1e-6)
 
     x_new, _ = table(NEW_PEOPLE)
-    model = built["module"].model.eval()
+    model = load_model(run.info.run_id, uri)  # the trained network, as the run stored it
     with torch.no_grad():
         ours = model(torch.tensor(x_new, dtype=torch.float32)).flatten().double().numpy()
     np.testing.assert_allclose(ours, net.predict(x_new), rtol=0, atol=1e-6)
@@ -83,7 +75,7 @@ def test_training_step_loop_matches_numpy(compose_cfg, reference) -> None:
     net, running = reference
     cfg = compose_cfg(COURSE)
     torch.manual_seed(0)
-    datamodule, module = building.build(cfg)
+    datamodule, module = build(cfg)
     optimizer = module.configure_optimizers()
     losses = []
     for _ in range(EPOCHS):
