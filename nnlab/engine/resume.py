@@ -35,12 +35,12 @@ def new_run_dir() -> Path:
 
 @contextmanager
 def claim_checkpoint(path: Path, resume: str | None = None) -> Iterator[None]:
-    """Hold the run's checkpoint for this process while it trains: a lock file beside it that
-    the kernel releases when the process ends, however it ends (kill -9 too). A run that
-    another live process is training cannot be resumed (ConfigError; `resume`: what the user
-    asked to resume, for the message)."""
+    """Hold the run's checkpoint for this process while it trains: a lock file beside it
+    (training.lock, naming the process) that the kernel releases when the process ends, however
+    it ends (kill -9 too). A run that another live process is training cannot be resumed
+    (ConfigError; `resume`: what the user asked to resume, for the message)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+    with open(path.with_name("training.lock"), "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
