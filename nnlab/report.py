@@ -458,7 +458,7 @@ def log_report(client: Any, experiment: str, out: Path) -> str:
     """Log the report folder as artifacts of a `report` run in the study's report experiment."""
     found = client.get_experiment_by_name(report_experiment(experiment))
     experiment_id = found.experiment_id if found else client.create_experiment(
-        report_experiment(experiment))
+        report_experiment(experiment), tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
     run = client.create_run(experiment_id, run_name=f"report {experiment}",
                             tags={tags.REPORT: "true", tags.SOURCE: "nnlab.report"})
     client.log_artifacts(run.info.run_id, str(out), "report")

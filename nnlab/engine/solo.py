@@ -47,7 +47,7 @@ def train_one(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | 
 
     from nnlab.data import DataError
     from nnlab.engine.build import build, data_info, data_profile, model_summary, user_parts
-    from nnlab.engine.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
+    from nnlab.engine.callbacks import Checkpointer, DivergenceGuard, EpochTimer, progress_bar
     from nnlab.engine.instruments import instrument_callbacks
     from nnlab.engine.logger import MlflowRunLogger
     from nnlab.engine.resume import ResumeState, resume_exact
@@ -93,7 +93,7 @@ def train_one(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | 
             tracker.log_metrics({"model/params": num_params})
             digest, profile = data_profile(datamodule, info)
             tracker.log_dataset(cfg.dataset.name, digest, cfg.dataset._target_, profile)
-        progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+        progress = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
         trainer = make_trainer(
             cfg, logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
             callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),

@@ -80,7 +80,8 @@ def load_model(run_id: str, tracking_uri: str | None = None,
     from omegaconf import OmegaConf
 
     from nnlab.engine.build import build_model
-    from nnlab.tracking import TrackingError, store_message
+    from nnlab.errors import TrackingError
+    from nnlab.tracking import store_message
 
     uri = tracking_uri or default_tracking_uri()
     client = MlflowClient(uri)

@@ -18,3 +18,7 @@ PARENT = "mlflow.parentRunId"  # nests a sweep's jobs under the sweep's run in t
 CONFIG_HASH = "nnlab.config_hash"  # the composed config minus volatile keys (sweep.resume)
 RESUME_EXACT = "nnlab.resume_exact"  # false where a resumed run cannot repeat the straight run
 PACK = "nnlab.pack"  # the pack a packed sweep member trained in (hydra/launcher=packed)
+# MLflow 3's experiment kind (its UI's own tag and value, mlflow/server/js ExperimentKind): model
+# training, so `mlflow ui` opens an nnlab experiment on its runs table, not the GenAI view
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
