@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnlab.report_page import write_page
 from nnlab.tracking import tags
 
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
@@ -445,6 +446,7 @@ def write_report(client: Any, experiment: str, out: Path,
         print(f"{len(failed)} runs did not finish; see the report")
     path = out / "report.md"
     path.write_text("\n".join(lines))
+    write_page(path)  # report.html beside it: the same report, figures embedded
     return path, found
 
 
@@ -483,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = MlflowClient(args.tracking_uri)
     out = args.out or Path("reports") / args.experiment
     path, _ = write_report(client, args.experiment, out, args.all_metrics)
-    print(f"nnlab.report: wrote {path}")
+    print(f"nnlab.report: wrote {path} and {path.with_suffix('.html')}")
     if not args.no_log:
         print(f"nnlab.report: logged as run {log_report(client, args.experiment, out)}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nnlab import report
+from nnlab.api._launch import follow_working_directory
 from nnlab.api._results import png_tag
 from nnlab.errors import ConfigError
 from nnlab.tracking import MlflowClient
@@ -80,6 +81,7 @@ def compare(experiment: str, *, tracking_uri: str | None = None, all_metrics: bo
     """
     import pandas as pd
 
+    follow_working_directory()
     uri = tracking_uri or DEFAULT_STORE
     client = MlflowClient(uri)
     if client.get_experiment_by_name(experiment) is None:

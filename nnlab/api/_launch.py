@@ -59,11 +59,37 @@ def hydra_app(user_config_dir: str | Path | None = None) -> Iterator[Hydra]:
             global_hydra.initialize(callers)
 
 
-def _overrides(given: Sequence[str], *extra: str) -> list[str]:
-    """The user's overrides, after nnlab's quiet defaults (a user's own hydra/*_logging wins)."""
+_LAST_CWD: list[Path] = []
+
+
+def follow_working_directory() -> None:
+    """A relative store (the default `sqlite:///mlruns/mlflow.db`) means the folder the call is
+    made from, as for the CLI. MLflow caches its stores and their database engines by URI text,
+    so after a `%cd` it would go on writing to the first folder's store: on a change of folder,
+    the cached relative sqlite stores are dropped (MLflow's own caches; guarded, as they are
+    not public)."""
+    here = Path.cwd()
+    if _LAST_CWD and _LAST_CWD[-1] != here:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from mlflow.tracking._tracking_service import utils
+
+        cached = getattr(utils._tracking_store_registry, "_get_store_with_resolved_uri", None)
+        if hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+        engines = getattr(SqlAlchemyStore, "_engine_map", {})
+        for uri in [u for u in engines if u.startswith("sqlite:///")
+                    and not u.startswith("sqlite:////")]:
+            engines.pop(uri).dispose()
+    _LAST_CWD[:] = [here]
+
+
+def _overrides(given: Sequence[str], mode: str, *extra: str) -> list[str]:
+    """The user's overrides after nnlab's quiet defaults (a user's own hydra/*_logging wins),
+    then the run mode as Hydra's command line appends it (`hydra.mode=RUN|MULTIRUN`)."""
     given = [str(o) for o in given]
     own = {o.split("=", 1)[0].lstrip("+~") for o in given}
-    return [o for o in NO_LOGGING if o.split("=", 1)[0] not in own] + [*extra, *given]
+    quiet_logs = [o for o in NO_LOGGING if o.split("=", 1)[0] not in own]
+    return [*quiet_logs, *given, *extra, f"hydra.mode={mode}"]
 
 
 def _resumed_run(cfg: DictConfig) -> str | None:
@@ -91,6 +117,7 @@ def train(*overrides: str, config_dir: str | Path | None = None) -> RunResult:
     raises KeyboardInterrupt.
     """
     quiet()
+    follow_working_directory()
     seen: dict[str, Any] = {}
 
     def one_run(cfg: DictConfig) -> float:
@@ -104,7 +131,8 @@ def train(*overrides: str, config_dir: str | Path | None = None) -> RunResult:
 
     try:
         with hydra_app(config_dir) as app:
-            app.run(CONFIG_NAME, one_run, _overrides(overrides), with_log_configuration=False)
+            app.run(CONFIG_NAME, one_run, _overrides(overrides, "RUN"),
+                    with_log_configuration=False)
     except Exception as err:  # composition: a bad override, option or value
         message = config_error_message(err)
         if message is None:
@@ -141,12 +169,13 @@ def sweep(*overrides: str, launcher: str | None = None,
     running job and the sweep's run KILLED and raises KeyboardInterrupt.
     """
     quiet()
+    follow_working_directory()
     chosen = [f"hydra/launcher={launcher}"] if launcher else []
     watch = f"+{WATCH}._target_={__name__}._SweepWatch"
     _SweepWatch.started.clear()
     try:
         with hydra_app(config_dir) as app:
-            app.multirun(CONFIG_NAME, job, _overrides(overrides, *chosen, watch),
+            app.multirun(CONFIG_NAME, job, _overrides(overrides, "MULTIRUN", *chosen, watch),
                          with_log_configuration=False)
     except KeyboardInterrupt:
         from nnlab.tracking.parent import kill_open_parent_runs

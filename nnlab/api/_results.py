@@ -4,6 +4,7 @@ store the CLI's runs land in), as pandas DataFrames, each rendering itself in Ju
 from __future__ import annotations
 
 import html
+import os
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnlab.tracking import MlflowClient, tags
 from nnlab.tracking.parent import PARENT
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per config.yaml
 HEADLINE = ("val/", "test/")  # a run's final metrics worth a table cell
 CURVES = ("train/loss_epoch", "val/loss", "train/acc_epoch", "val/acc", "val/r2")
 

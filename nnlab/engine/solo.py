@@ -19,7 +19,8 @@ def train_one(cfg: DictConfig, overrides: Sequence[str] = (), output_dir: str | 
     monitored validation metric. A sweep's job (`sweep_dir`) nests under the sweep's run."""
     tracker = run_info = None
     if cfg.get("resume"):
-        from nnlab.tracking import TrackingError, resume_target
+        from nnlab.errors import TrackingError
+        from nnlab.tracking import resume_target
 
         tracker = open_tracker(cfg)
         try:
