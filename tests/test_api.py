@@ -220,3 +220,25 @@ def test_import_nnlab_stays_light() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**os.environ})
     assert done.stdout.strip() == "False False False ['compare', 'sweep', 'train']"
+
+
+def test_help_and_the_api_docstrings_agree() -> None:
+    """Each Python line of `--help` is in its function's docstring, and the help's shell
+    examples of one run and one sweep are those lines' twins."""
+    import nnlab.api
+
+    done = subprocess.run([sys.executable, "-m", "nnlab", "--help"], capture_output=True,
+                          text=True, check=True)
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    python = [line for line in lines if line.startswith("nnlab.")]
+    assert {line.split("(")[0] for line in python} == {"nnlab.train", "nnlab.sweep",
+                                                       "nnlab.compare"}
+    for line in python:
+        name = line.split("(")[0].removeprefix("nnlab.")
+        assert line in getattr(nnlab.api, name).__doc__, line
+    for shell, twin in (("python -m nnlab model=", "nnlab.train("),
+                        ("python -m nnlab -m model=", "nnlab.sweep(")):
+        args = next(x for x in lines if x.startswith(shell)).split()[3:]
+        args = [a for a in args if a != "-m"]
+        expected = twin + ", ".join(f'"{a}"' for a in args) + ")"
+        assert expected in python

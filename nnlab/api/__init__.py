@@ -6,8 +6,12 @@ semantics, returning results that are DataFrames and render themselves in Jupyte
     nnlab.compare("init_study")                              # python -m nnlab.report init_study
 """
 
-from nnlab.api._compare import Report, compare
-from nnlab.api._launch import sweep, train
-from nnlab.api._results import RunResult, SweepResult
+from nnlab.quiet import quiet
+
+quiet()  # first: importing MLflow and Lightning warns about what a user cannot act on
+
+from nnlab.api._compare import Report, compare  # noqa: E402
+from nnlab.api._launch import sweep, train  # noqa: E402
+from nnlab.api._results import RunResult, SweepResult  # noqa: E402
 
 __all__ = ["Report", "RunResult", "SweepResult", "compare", "sweep", "train"]

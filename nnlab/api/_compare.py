@@ -78,6 +78,8 @@ def compare(experiment: str, *, tracking_uri: str | None = None, all_metrics: bo
     correction and the verdict. `tracking_uri` defaults to the CLI's sqlite store;
     `all_metrics` is --all-metrics. With `save`, it also writes reports/<experiment>/
     (report.md, report.html, figures) and logs it to MLflow, as the command does.
+
+        nnlab.compare("init_x_activation")
     """
     import pandas as pd
 

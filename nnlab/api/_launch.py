@@ -115,6 +115,8 @@ def train(*overrides: str, config_dir: str | Path | None = None) -> RunResult:
     that turns NaN raises nnlab.errors.Diverged (the run ends FAILED); Ctrl-C (the kernel's
     interrupt) stops training at the next batch, ends the run KILLED with its checkpoint and
     raises KeyboardInterrupt.
+
+        nnlab.train("model=lenet5", "init=kaiming_normal", "activation=relu")
     """
     quiet()
     follow_working_directory()
@@ -167,6 +169,8 @@ def sweep(*overrides: str, launcher: str | None = None,
     columns, status and final metrics). A failed job does not stop the sweep: its row says
     FAILED and why. A bad value raises ConfigError with the CLI's paragraph; Ctrl-C ends the
     running job and the sweep's run KILLED and raises KeyboardInterrupt.
+
+        nnlab.sweep("model=lenet5", "init=xavier_normal,kaiming_normal", "activation=sigmoid,relu")
     """
     quiet()
     follow_working_directory()

@@ -23,6 +23,8 @@ class _CallableSweep(types.ModuleType):
     the two share the name, and a package attribute cannot be both, so the package forwards."""
 
     def __call__(self, *overrides: str, **options: Any) -> Any:
+        """nnlab.sweep(*overrides, launcher=None, config_dir=None) -> SweepResult: a sweep as
+        `python -m nnlab -m OVERRIDES` runs it (help(nnlab.api.sweep) says more)."""
         from nnlab.api import sweep  # lazy: the API sits above this wing
 
         return sweep(*overrides, **options)
