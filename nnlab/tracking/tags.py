@@ -19,6 +19,7 @@ CONFIG_HASH = "nnlab.config_hash"  # the composed config minus volatile keys (sw
 RESUME_EXACT = "nnlab.resume_exact"  # false where a resumed run cannot repeat the straight run
 PACK = "nnlab.pack"  # the pack a packed sweep member trained in (hydra/launcher=packed)
 # MLflow 3's experiment kind (its UI's own tag and value, mlflow/server/js ExperimentKind): model
-# training, so `mlflow ui` opens an nnlab experiment on its runs table, not the GenAI view
+# training, not GenAI. UIs that read it open on the runs table; 3.17's UI picks its view from its
+# own GenAI / Model training switch instead (`?workflowType=machine_learning`), see README.
 EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
