@@ -242,3 +242,20 @@ def test_help_and_the_api_docstrings_agree() -> None:
         args = [a for a in args if a != "-m"]
         expected = twin + ", ".join(f'"{a}"' for a in args) + ")"
         assert expected in python
+
+
+def test_config_dir_is_the_cli_config_dir(tmp_path, monkeypatch) -> None:
+    """config_dir= adds a user's own config folder as --config-dir does (README's examples/);
+    a folder that does not exist is refused in one paragraph."""
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("*.ipynb"))
+    monkeypatch.chdir(tmp_path / "examples")
+    monkeypatch.syspath_prepend(str(tmp_path / "examples"))  # as a notebook's own folder is
+    result = nnlab.train("model=twolayer", "dataset=flat_digits", "activation=swish",
+                         "init=kaiming", "trainer.max_epochs=2", *QUIET, config_dir="myconf")
+    assert result.status == "FINISHED"
+    assert result.config.model._target_ == "mypkg.nets.TwoLayer"
+    with pytest.raises(ConfigError, match="config_dir='nowhere' is invalid"):
+        nnlab.train(config_dir="nowhere")
