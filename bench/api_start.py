@@ -87,7 +87,9 @@ after (2-core CPU, shared).
 | later / first | - | {later / first:.2f} | - |
 
 All calls: first {', '.join(f'{x:.2f}' for x in firsts)} s; later
-{', '.join(f'{x:.2f}' for x in laters)} s.
+{', '.join(f'{x:.2f}' for x in laters)} s. The first call is mostly imports (torch, Lightning,
+MLflow, Hydra's plugins); a later one pays Hydra's composition, nnlab's validation, the data,
+the store and the run's set-up only. `python bench/api_start.py` appends this section.
 """
     print(section)
     if not args.no_write:

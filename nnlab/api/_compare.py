@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from nnlab import report
 from nnlab.api._launch import follow_working_directory
 from nnlab.api._results import png_tag
@@ -48,8 +50,6 @@ class Report:
 
 def _table(verdict: Any) -> Any:
     """The report's table of one metric, with the columns that hold numbers as numbers."""
-    import pandas as pd
-
     frame = pd.DataFrame(report.rows(verdict), columns=report.HEADER)
     for column in frame.columns:
         numbers = pd.to_numeric(frame[column].str.rstrip("*"), errors="coerce")
@@ -81,8 +81,6 @@ def compare(experiment: str, *, tracking_uri: str | None = None, all_metrics: bo
 
         nnlab.compare("init_x_activation")
     """
-    import pandas as pd
-
     follow_working_directory()
     uri = tracking_uri or DEFAULT_STORE
     client = MlflowClient(uri)

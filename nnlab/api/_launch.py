@@ -19,6 +19,8 @@ from hydra._internal.utils import create_config_search_path
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from mlflow.tracking._tracking_service import utils as mlflow_stores  # its store cache
 from omegaconf import DictConfig
 
 # The CLI's own job function and config folder: the API runs exactly what `python -m nnlab`
@@ -29,6 +31,8 @@ from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError
 from nnlab.quiet import quiet
 from nnlab.sweep.records import read_jobs, summary
+from nnlab.tracking import open_tracker
+from nnlab.tracking.parent import kill_open_parent_runs
 
 CONFIG_NAME = "config"
 TASK_NAME = "__main__"  # hydra.job.name as `python -m nnlab` has it (SLURM job names use it)
@@ -70,10 +74,8 @@ def follow_working_directory() -> None:
     not public)."""
     here = Path.cwd()
     if _LAST_CWD and _LAST_CWD[-1] != here:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-        from mlflow.tracking._tracking_service import utils
-
-        cached = getattr(utils._tracking_store_registry, "_get_store_with_resolved_uri", None)
+        registry = mlflow_stores._tracking_store_registry
+        cached = getattr(registry, "_get_store_with_resolved_uri", None)
         if hasattr(cached, "cache_clear"):
             cached.cache_clear()
         engines = getattr(SqlAlchemyStore, "_engine_map", {})
@@ -97,8 +99,6 @@ def _resumed_run(cfg: DictConfig) -> str | None:
     spec = str(cfg.get("resume") or "")
     if spec != "last":
         return spec or None
-    from nnlab.tracking import open_tracker
-
     try:
         return open_tracker(cfg).find_run("last").info.run_id
     except Exception:  # no such run: train_one says so in its own words
@@ -182,12 +182,10 @@ def sweep(*overrides: str, launcher: str | None = None,
             app.multirun(CONFIG_NAME, job, _overrides(overrides, "MULTIRUN", *chosen, watch),
                          with_log_configuration=False)
     except KeyboardInterrupt:
-        from nnlab.tracking.parent import kill_open_parent_runs
-
         kill_open_parent_runs()  # the jobs' own runs are already KILLED, as the CLI's
         raise
-    except SystemExit as stop:  # nnlab's SweepReport: some job failed (its row says so)
-        if not _SweepWatch.started or stop.code in (0, None):
+    except SystemExit:  # nnlab's SweepReport: some job failed (its row says so)
+        if not _SweepWatch.started:
             raise
     except Exception as err:
         message = config_error_message(err)
@@ -195,7 +193,7 @@ def sweep(*overrides: str, launcher: str | None = None,
             raise
         raise ConfigError(message) from None
     sweep_dir = _SweepWatch.started[-1]
-    if not read_jobs(sweep_dir):  # e.g. seed='range(0,0)': the CLI's paragraph, exit 2 there
+    if not read_jobs(sweep_dir):  # e.g. seed='range(0,0)': the CLI prints this paragraph
         raise ConfigError(summary([])[0].removeprefix("nnlab: error: "))
     return SweepResult.of_sweep(sweep_dir)
 

@@ -3,20 +3,24 @@ store the CLI's runs land in), as pandas DataFrames, each rendering itself in Ju
 
 from __future__ import annotations
 
+import base64
 import html
-import os
+import json
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from nnlab.engine.trained import load_model
+from nnlab.figures import learning_curve_bands, learning_curves, png_bytes
+from nnlab.sweep.records import read_jobs
 from nnlab.tracking import MlflowClient, tags
 from nnlab.tracking.parent import PARENT
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per config.yaml
 HEADLINE = ("val/", "test/")  # a run's final metrics worth a table cell
 CURVES = ("train/loss_epoch", "val/loss", "train/acc_epoch", "val/acc", "val/r2")
 
@@ -33,8 +37,6 @@ def headline(metrics: dict[str, float]) -> dict[str, float]:
 
 def png_tag(png: bytes, alt: str) -> str:
     """An <img> with the PNG inside it (a data URI): the page needs no other file."""
-    import base64
-
     return (f'<img alt="{html.escape(alt)}" style="max-width:100%" '
             f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
 
@@ -88,8 +90,6 @@ class RunResult:
 
     def curve(self, key: str) -> Any:
         """Every logged value of one metric (any: per step, per epoch, per layer), by step."""
-        import pandas as pd
-
         points = sorted(self._client.get_metric_history(self.run_id, key),
                         key=lambda m: (m.step, m.timestamp))
         return pd.Series([m.value for m in points], index=pd.Index(
@@ -99,8 +99,6 @@ class RunResult:
     def history(self) -> Any:
         """The per-epoch metrics (train/*_epoch, val/*, time/*) as a DataFrame, one row per
         epoch (1, 2, ...), with the global step each epoch ended at."""
-        import pandas as pd
-
         columns, steps = {}, None
         for key in sorted(k for k in self.metrics if is_epoch_metric(k)):
             values = self.curve(key)
@@ -114,14 +112,10 @@ class RunResult:
     @property
     def model(self) -> Any:
         """The trained nn.Module (eval mode, on the CPU), via nnlab.load_model."""
-        from nnlab.engine.trained import load_model
-
         return load_model(self.run_id, self.tracking_uri)
 
     def curves_png(self) -> bytes | None:
         """The learning curves (loss left, accuracy or r2 right) against steps, as a PNG."""
-        from nnlab.figures import learning_curves, png_bytes
-
         found = {}
         for key in CURVES:
             if key in self.metrics:
@@ -134,8 +128,6 @@ class RunResult:
         return f"RunResult({self.status} {self.name!r} run {self.run_id} {scores})"
 
     def _repr_html_(self) -> str:
-        import pandas as pd
-
         parts = [f"<h4>nnlab run {html.escape(self.name)}: {self.status}</h4>",
                  f"<p>run <code>{self.run_id}</code>, store "
                  f"<code>{html.escape(self.tracking_uri)}</code></p>"]
@@ -172,10 +164,6 @@ class SweepResult:
     @classmethod
     def of_sweep(cls, sweep_dir: str | Path) -> SweepResult:
         """Read a finished sweep back: its jobs' records and their MLflow runs."""
-        import json
-
-        from nnlab.sweep.records import read_jobs
-
         records = read_jobs(sweep_dir)
         parent_file = Path(sweep_dir) / PARENT
         if not parent_file.is_file():  # every job refused before its run: nothing in MLflow
@@ -203,8 +191,6 @@ class SweepResult:
     def table(self) -> Any:
         """One row per job: its swept options, status, final val/* and test/* metrics, run id
         (outcome: skipped or resumed with sweep.resume=true; error: why it failed)."""
-        import pandas as pd
-
         rows = []
         for record in self.records:
             chosen = dict(map(_option, record["overrides"]))
@@ -227,8 +213,6 @@ class SweepResult:
 
     def curves_png(self) -> bytes | None:
         """Learning curves per option (seeds pooled: mean and a band of one sd), as a PNG."""
-        from nnlab.figures import learning_curve_bands, png_bytes
-
         shown = [k for k in self.options if k != "seed"]
         curves: dict[str, dict[str, list[list[float]]]] = {}
         for record in self.records:
