@@ -145,6 +145,21 @@ def test_ctrl_c_kills_the_run_and_the_process_goes_on(tmp_path, monkeypatch) -> 
     assert len(resumed.history) == 8  # every epoch once, as a run never stopped
 
 
+def test_ctrl_c_in_a_sweep_kills_its_job_and_the_sweep(tmp_path, monkeypatch) -> None:
+    """SIGINT in a sweep's first job: that job's run and the sweep's own run end KILLED, no
+    later job starts, and KeyboardInterrupt returns control (as `python -m nnlab -m`: 130)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        nnlab.sweep(*MOONS, *QUIET, "trainer.max_epochs=8", "init=xavier,kaiming",
+                    "+callbacks.ctrl_c._target_=helpers.interrupt.SigintAt")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("nnlab").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("mlflow.source.name") == "nnlab sweep"]
+    jobs = [r for r in runs if r not in parents]
+    assert [r.info.status for r in parents] == ["KILLED"]
+    assert [(r.data.tags["nnlab.job_num"], r.info.status) for r in jobs] == [("0", "KILLED")]
+
+
 def test_sweep_one_row_per_job(tmp_path, monkeypatch) -> None:
     """The sweep syntax of -m; a failed job is a FAILED row and the others still run; every
     job's run nests under the sweep's run; launcher= picks the launcher (packed: one pack)."""
