@@ -26,9 +26,9 @@ class Report:
 
     experiment: str
     options: list[str]  # the params that tell the groups apart (e.g. init.name)
-    tables: dict[str, Any]  # metric -> DataFrame, the report's columns (numbers where numeric)
+    tables: dict[str, pd.DataFrame]  # metric -> the report's table (numbers where numeric)
     verdicts: dict[str, str]  # metric -> the report's verdict sentence
-    runs: Any  # DataFrame: one row per finished run, its options, seed and final values
+    runs: pd.DataFrame  # one row per finished run, its options, seed and final values
     figures: dict[str, bytes] = field(default_factory=dict)  # name -> PNG
     path: Path | None = None  # report.md, when written (save=True)
     report_run_id: str | None = None  # the MLflow run it was logged to (save=True)
@@ -48,7 +48,7 @@ class Report:
         return "\n".join(parts)
 
 
-def _table(verdict: Any) -> Any:
+def _table(verdict: Any) -> pd.DataFrame:
     """The report's table of one metric, with the columns that hold numbers as numbers."""
     frame = pd.DataFrame(report.rows(verdict), columns=report.HEADER)
     for column in frame.columns:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnlab.engine.trained import load_model
@@ -88,7 +89,7 @@ class RunResult:
             return OmegaConf.load(self._client.download_artifacts(self.run_id, "config.yaml",
                                                                   tmp))
 
-    def curve(self, key: str) -> Any:
+    def curve(self, key: str) -> pd.Series:
         """Every logged value of one metric (any: per step, per epoch, per layer), by step."""
         points = sorted(self._client.get_metric_history(self.run_id, key),
                         key=lambda m: (m.step, m.timestamp))
@@ -96,7 +97,7 @@ class RunResult:
             [m.step for m in points], name="step"), name=key, dtype=float)
 
     @cached_property
-    def history(self) -> Any:
+    def history(self) -> pd.DataFrame:
         """The per-epoch metrics (train/*_epoch, val/*, time/*) as a DataFrame, one row per
         epoch (1, 2, ...), with the global step each epoch ended at."""
         columns, steps = {}, None
@@ -110,7 +111,7 @@ class RunResult:
         return frame
 
     @property
-    def model(self) -> Any:
+    def model(self) -> torch.nn.Module:
         """The trained nn.Module (eval mode, on the CPU), via nnlab.load_model."""
         return load_model(self.run_id, self.tracking_uri)
 
@@ -188,7 +189,7 @@ class SweepResult:
         return [k for k, values in seen.items() if len(values) > 1]
 
     @cached_property
-    def table(self) -> Any:
+    def table(self) -> pd.DataFrame:
         """One row per job: its swept options, status, final val/* and test/* metrics, run id
         (outcome: skipped or resumed with sweep.resume=true; error: why it failed)."""
         rows = []
