@@ -188,7 +188,7 @@ def test_sweep_one_row_per_job(tmp_path, monkeypatch) -> None:
     assert len(packs) == 1 and None not in packs
 
 
-def test_report_page_and_compare(tmp_path, moons_study) -> None:
+def test_report_page_and_compare(tmp_path, moons_study, monkeypatch) -> None:
     """`python -m nnlab.report` writes report.html (tables, verdicts, figures inside it) and
     logs it next to report.md; nnlab.compare returns the same tables and verdicts."""
     uri = moons_study(tmp_path, "act", {"activation": ("relu", "tanh"), "seed": ("0", "1")})
@@ -226,6 +226,11 @@ def test_report_page_and_compare(tmp_path, moons_study) -> None:
     assert shown.count("data:image/png;base64,") == len(compared.figures) >= 1
     with pytest.raises(ConfigError, match="Valid: .*'act'"):
         nnlab.compare("acts", tracking_uri=uri)
+    monkeypatch.chdir(tmp_path)  # save=True: what the command writes and logs, from here
+    saved = nnlab.compare("act", tracking_uri=uri, save=True)
+    assert (tmp_path / saved.path).read_text() == markdown
+    assert (tmp_path / "reports" / "act" / "report.html").is_file()
+    assert client.get_run(saved.report_run_id).info.experiment_id == reports.experiment_id
 
 
 def test_import_nnlab_stays_light() -> None:
