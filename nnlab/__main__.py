@@ -29,10 +29,11 @@ def config_dir() -> str:
     return str(packaged if packaged.is_dir() else packaged.parent.parent / "conf")
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def task(cfg: DictConfig) -> float:
-    """One job: a single run, or one job of a multirun (whose failure the sweep records)."""
-    # lazy: the engine loads torch, Lightning and MLflow, which --help never needs
+def job(cfg: DictConfig) -> float:
+    """One job, as Hydra launches it: a single run (a config error raises ConfigError), or one
+    job of a multirun (a failure is recorded and the sweep goes on). nnlab.train and nnlab.sweep
+    run this very function."""
+    # lazy: the engine loads torch and Lightning, which --help and config errors never need
     from nnlab.engine import train_one
     from nnlab.tracking.life import job_tags
 
@@ -40,11 +41,7 @@ def task(cfg: DictConfig) -> float:
     tags = job_tags(hydra_cfg)
     overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode.name != "MULTIRUN":
-        try:
-            return train_one(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
-        except ConfigError as err:  # leave here, before Hydra adds its own lines
-            print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr)
-            sys.exit(2)
+        return train_one(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
 
     # One job of a sweep: a failure is recorded (its MLflow run is already FAILED) and the
     # sweep goes on; nnlab.sweep.SweepReport prints the summary and exits 1 after the last job.
@@ -61,6 +58,16 @@ def task(cfg: DictConfig) -> float:
         return math.nan
     record_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, overrides, None, outcome)
     return value
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def task(cfg: DictConfig) -> float:
+    """`python -m nnlab`'s job; a single run's config error ends in one paragraph and exit 2."""
+    try:
+        return job(cfg)
+    except ConfigError as err:  # leave here, before Hydra adds its own lines
+        print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:

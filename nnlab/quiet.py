@@ -21,6 +21,9 @@ IGNORED_WARNINGS = [
     (r".*Filesystem tracking backend.*", r"mlflow.*"),
     # Lightning's hint on machines where SLURM is installed but this run is not a SLURM job
     (r".*The `srun` command is available on your system but is not used.*", r"lightning.*"),
+    # MLflow's GenAI modules import tqdm.auto, which in a Jupyter kernel without ipywidgets asks
+    # for them; nnlab's notebook bar needs none
+    (r".*IProgress not found.*", r"tqdm.*"),
 ]
 # Lightning's INFO lines (GPU available, tips, "`Trainer.fit` stopped") are shown by nnlab's
 # own summary instead.

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnlab.report_page import write_page
 from nnlab.tracking import tags
 from nnlab.tracking.life import MONITORED as MONITOR_BY_TASK
 
@@ -448,6 +449,7 @@ def write_report(client: Any, experiment: str, out: Path,
         print(f"{len(failed)} runs did not finish; see the report")
     path = out / "report.md"
     path.write_text("\n".join(lines))
+    write_page(path)  # report.html beside it: the same report, figures embedded
     return path, found
 
 
@@ -461,7 +463,7 @@ def log_report(client: Any, experiment: str, out: Path) -> str:
     """Log the report folder as artifacts of a `report` run in the study's report experiment."""
     found = client.get_experiment_by_name(report_experiment(experiment))
     experiment_id = found.experiment_id if found else client.create_experiment(
-        report_experiment(experiment))
+        report_experiment(experiment), tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
     run = client.create_run(experiment_id, run_name=f"report {experiment}",
                             tags={tags.REPORT: "true", tags.SOURCE: "nnlab.report"})
     client.log_artifacts(run.info.run_id, str(out), "report")
@@ -487,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = MlflowClient(args.tracking_uri)
     out = args.out or Path("reports") / args.experiment
     path, _ = write_report(client, args.experiment, out, args.all_metrics)
-    print(f"nnlab.report: wrote {path}")
+    print(f"nnlab.report: wrote {path} and {path.with_suffix('.html')}")
     if not args.no_log:
         print(f"nnlab.report: logged as run {log_report(client, args.experiment, out)}")
     return 0

@@ -56,7 +56,7 @@ def test_report_aggregates_names_the_winner_and_logs_itself(compose_cfg, study, 
     reports = client.get_experiment_by_name(report_experiment("report_study")).experiment_id
     (report,) = client.search_runs([reports], f"tags.`{tags.REPORT}` = 'true'")
     logged = {a.path for a in client.list_artifacts(report.info.run_id, "report")}
-    assert logged == {"report/report.md", "report/learning_curves.png",
+    assert logged == {"report/report.md", "report/report.html", "report/learning_curves.png",
                       "report/layer_gradients.png"}
     assert main(["report_study", "--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
     assert "| init=zeros | 2 |" in (out / "report.md").read_text()  # the report run is not counted

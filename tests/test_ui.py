@@ -98,6 +98,14 @@ def test_ui_shows_every_run(run_cli, server) -> None:
     nested_under = {next(t["value"] for t in r["data"]["tags"] if t["key"] == "mlflow.parentRunId")
                     for r in runs}
     assert nested_under == {parents[0]["info"]["run_id"]}
+    # nnlab's experiment says it is model training; MLflow 3.17's UI takes the view from its
+    # own switch, which this URL sets: the experiment's page is then its runs table
+    tags = {t["key"]: t["value"] for t in experiment["experiment"].get("tags", [])}
+    assert tags.get("mlflow.experimentKind") == "custom_model_development"
+    training_view = f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    training = subprocess.run([*flags, "--dump-dom", training_view], capture_output=True,
+                              text=True, timeout=180)
+    assert parents[0]["info"]["run_name"] in training.stdout, "no runs table in model training"
     screenshot = tmp / "optimizer_study.png"  # look at it: pytest keeps the last tmp folders
     shot = subprocess.run([*flags, f"--screenshot={screenshot}", page], capture_output=True,
                           text=True, timeout=180)

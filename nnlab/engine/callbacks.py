@@ -3,8 +3,10 @@ the first non-finite loss, and the epoch timer. (The instruments live in instrum
 
 from __future__ import annotations
 
+import math
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
 
 from nnlab.errors import Diverged
 
@@ -187,3 +189,75 @@ class CompactProgressBar(RichProgressBar):
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         found = super().get_metrics(trainer, pl_module)
         return {short: found[key] for key, short in self.SHOWN.items() if key in found}
+
+
+def in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (where a terminal's live bar cannot redraw)."""
+    shell = sys.modules.get("IPython")
+    ipython = shell.get_ipython() if shell is not None else None
+    return ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell"
+
+
+class NotebookProgressBar(ProgressBar):
+    """One bar for the whole run, for Jupyter: every training batch of every epoch, with the
+    loss and the monitored metric. tqdm's notebook widget where ipywidgets is installed, else
+    its text bar, which Jupyter redraws in place (both print nothing for validation/test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self.bar: Any = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        try:
+            from tqdm.notebook import IProgress, tqdm
+            if IProgress is None:  # no ipywidgets: the text bar
+                raise ImportError
+        except ImportError:
+            from tqdm.std import tqdm
+        per_epoch = trainer.num_training_batches
+        total = per_epoch * trainer.max_epochs \
+            if math.isfinite(per_epoch) and (trainer.max_epochs or -1) > 0 else None
+        if total is not None and trainer.max_steps > 0:
+            total = min(total, trainer.max_steps * trainer.accumulate_grad_batches)
+        self.bar = tqdm(total=total, desc="training", unit="batch", disable=not self._enabled,
+                        mininterval=0.5, dynamic_ncols=True, leave=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        done = trainer.current_epoch * trainer.num_training_batches + batch_idx + 1
+        if self.bar is not None and done > self.bar.n:
+            self.bar.set_postfix(self._shown(trainer, pl_module), refresh=False)
+            self.bar.update(done - self.bar.n)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.bar is not None and not trainer.sanity_checking:
+            self.bar.set_postfix(self._shown(trainer, pl_module))
+
+    def _shown(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, str]:
+        found = self.get_metrics(trainer, pl_module)
+        return {short: f"{float(found[key]):.4f}" for key, short in
+                CompactProgressBar.SHOWN.items() if key in found}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def progress_bar() -> ProgressBar:
+    """A run's progress bar: one tqdm bar in a Jupyter kernel, else the compact rich bar."""
+    return NotebookProgressBar() if in_jupyter() else CompactProgressBar()

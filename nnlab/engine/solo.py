@@ -12,7 +12,7 @@ from omegaconf import DictConfig, open_dict
 
 from nnlab.config import plain, validate
 from nnlab.engine.build import build, run_record, user_parts
-from nnlab.engine.callbacks import Checkpointer, CompactProgressBar, DivergenceGuard, EpochTimer
+from nnlab.engine.callbacks import Checkpointer, DivergenceGuard, EpochTimer, progress_bar
 from nnlab.engine.distributed import (
     ddp_job,
     devices_and_strategy,
@@ -86,7 +86,7 @@ def _fit_and_test(cfg: DictConfig, tracker: Tracker, datamodule: Any, module: An
                   resumed: bool) -> tuple[float, dict[str, Any]]:
     """Inside the open run: fit (or continue), test, log the trained model; the monitored
     value and the run's final metrics."""
-    progress = [CompactProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    progress = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
     trainer = make_trainer(
         cfg, logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
         callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),

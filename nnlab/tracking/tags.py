@@ -18,3 +18,8 @@ PARENT = "mlflow.parentRunId"  # nests a sweep's jobs under the sweep's run in t
 CONFIG_HASH = "nnlab.config_hash"  # the composed config minus volatile keys (sweep.resume)
 RESUME_EXACT = "nnlab.resume_exact"  # false where a resumed run cannot repeat the straight run
 PACK = "nnlab.pack"  # the pack a packed sweep member trained in (hydra/launcher=packed)
+# MLflow 3's experiment kind (its UI's own tag and value, mlflow/server/js ExperimentKind): model
+# training, not GenAI. UIs that read it open on the runs table; 3.17's UI picks its view from its
+# own GenAI / Model training switch instead (`?workflowType=machine_learning`), see README.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"

@@ -134,7 +134,8 @@ class Tracker:
         if artifact_root and sqlite_path(self.tracking_uri) is not None:
             location = Path(artifact_root).resolve().as_uri()
         try:
-            return self.client.create_experiment(self.experiment_name, location)
+            return self.client.create_experiment(self.experiment_name, location,
+                                                 {tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
         except MlflowException:  # created meanwhile by a parallel job
             return self.client.get_experiment_by_name(self.experiment_name).experiment_id
 
