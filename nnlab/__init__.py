@@ -4,25 +4,20 @@ __version__ = "0.1.0"
 
 # nnlab.train / compare (nnlab/api/) load on first use: `import nnlab` stays light, because
 # every command (`python -m nnlab --help`, a config error) imports this package first and must
-# not pay for MLflow, Lightning and torch before it needs them. `nnlab.sweep` is the package
-# nnlab/sweep/, which is callable as the API's sweep (a name cannot be both otherwise).
-_API = ("train", "compare")
+# not pay for MLflow, Lightning and torch before it needs them.
+_API = ("train", "sweep", "compare")
 
 
 def __getattr__(name: str):
     if name in _API:
-        import nnlab.api
+        import nnlab.api  # lazy: see above
 
         return getattr(nnlab.api, name)
-    if name == "sweep":
-        import nnlab.sweep
-
-        return nnlab.sweep
     raise AttributeError(f"module 'nnlab' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API, "sweep"])
+    return sorted([*globals(), *_API])
 
 
 def load_model(run_id: str, tracking_uri: str | None = None, raw_inputs: bool = False):

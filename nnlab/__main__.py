@@ -44,8 +44,8 @@ def job(cfg: DictConfig) -> float:
         return train_one(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
 
     # One job of a sweep: a failure is recorded (its MLflow run is already FAILED) and the
-    # sweep goes on; nnlab.sweep.SweepReport prints the summary and exits 1 after the last job.
-    from nnlab.sweep import record_job, run_job  # lazy, as the engine above
+    # sweep goes on; nnlab.jobs.SweepReport prints the summary and exits 1 after the last job.
+    from nnlab.jobs import record_job, run_job  # lazy, as the engine above
 
     try:
         value, outcome = run_job(cfg, overrides, hydra_cfg.runtime.output_dir, tags,

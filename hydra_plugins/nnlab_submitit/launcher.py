@@ -1,5 +1,5 @@
 """hydra-submitit-launcher's launchers, except that a job which dies without a result (cancelled,
-killed, timed out, node failure) is recorded as failed for the sweep summary (nnlab.sweep) instead
+killed, timed out, node failure) is recorded as failed for the sweep summary (nnlab.jobs) instead
 of aborting the whole sweep, so every other job's result is still collected.
 conf/hydra/launcher/submitit_{local,slurm}.yaml select them, with nnlab's defaults."""
 
@@ -64,7 +64,7 @@ class _Launch:
         does for a job that raised)."""
         import submitit
 
-        from nnlab.sweep import record_job  # lazy: Hydra imports plugins on every start
+        from nnlab.jobs import record_job  # lazy: Hydra imports plugins on every start
 
         try:
             return job.results()[0]

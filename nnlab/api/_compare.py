@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from nnlab import report
-from nnlab.api._launch import follow_working_directory
+from nnlab.api._hydra import follow_working_directory
 from nnlab.api._results import png_tag
 from nnlab.errors import ConfigError
 from nnlab.tracking import MlflowClient

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnlab.engine.trained import load_model
 from nnlab.figures import learning_curve_bands, learning_curves, png_bytes
-from nnlab.sweep.records import read_jobs
+from nnlab.jobs.records import read_jobs
 from nnlab.tracking import MlflowClient, tags
 from nnlab.tracking.parent import PARENT
 

@@ -50,7 +50,7 @@ class CheckpointSchema:
 
 @dataclass
 class SweepSchema:
-    resume: bool = False  # skip jobs already FINISHED, resume killed ones (nnlab/sweep/)
+    resume: bool = False  # skip jobs already FINISHED, resume killed ones (nnlab/jobs/)
 
 
 @dataclass

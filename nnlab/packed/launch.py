@@ -39,11 +39,11 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from nnlab.config import validate
 from nnlab.errors import ConfigError
+from nnlab.jobs import look_up, record_job
 from nnlab.packed.checkpoint import PackResume, pack_run_ids
 from nnlab.packed.members import Member, build_members
 from nnlab.packed.plan import members_that_fit, model_unpackable, pack_key, unpackable
 from nnlab.packed.runner import run_pack
-from nnlab.sweep import look_up, record_job
 from nnlab.tracking import open_tracker, tags
 from nnlab.tracking.life import job_tags, monitored_value
 
@@ -207,7 +207,7 @@ class PackedSweep:
 
     def _previous(self, group: list[Job], prepared: list[tuple[JobReturn, dict[str, Any]]],
                   members: list[Member], returns: dict[int, JobReturn]) -> tuple[list[int], list]:
-        """`sweep.resume=true` (the decision nnlab.sweep.look_up makes for a solo job): jobs
+        """`sweep.resume=true` (the decision nnlab.jobs.look_up makes for a solo job): jobs
         whose config has a FINISHED run are recorded skipped; a killed pack (an earlier sweep's)
         whose members are all in this group continues from its checkpoint. Returns the jobs left
         to train (indices into `group`) and the packs to resume as (pack name, indices in the

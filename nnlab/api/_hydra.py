@@ -29,8 +29,8 @@ from nnlab.__main__ import config_dir, job
 from nnlab.api._results import RunResult, SweepResult
 from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError
+from nnlab.jobs.records import read_jobs, summary
 from nnlab.quiet import quiet
-from nnlab.sweep.records import read_jobs, summary
 from nnlab.tracking import open_tracker
 from nnlab.tracking.parent import kill_open_parent_runs
 
