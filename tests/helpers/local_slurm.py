@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file: tests/helpers/)
 DAEMONS = ("munged", "slurmctld", "slurmd")
 NODE = "nnlab"
 
