@@ -410,6 +410,8 @@ def write_report(client: Any, experiment: str, out: Path,
         metrics = [m for m in metrics if "loss" not in m]
         note = ("The loss varies, so `*/loss*` values are each in their own loss's units and "
                 "are left out.")
+    if not metrics:
+        raise SystemExit(nothing_to_compare(experiment, runs, bool(note)))
     found = verdicts(groups, metrics)
     print_tables(experiment, found)
     out.mkdir(parents=True, exist_ok=True)
@@ -448,6 +450,18 @@ def write_report(client: Any, experiment: str, out: Path,
     return path, found
 
 
+def nothing_to_compare(experiment: str, runs: Sequence[Any], loss_varies: bool) -> str:
+    """Why a report has no metric to rank: the runs share none on one scale."""
+    counts = {m: sum(m in r.data.metrics for r in runs) for m in MONITORED}
+    logged = ", ".join(f"{m} in {n} run(s)" for m, n in counts.items() if n) or "neither " + \
+        " nor ".join(MONITORED)
+    loss = "; the loss varies, so loss values are not on one scale" if loss_varies else ""
+    return (f"nnlab.report: error: experiment {experiment!r} has nothing to compare: its "
+            f"{len(runs)} finished runs share no metric ({logged}{loss}). A report compares "
+            "runs of one task (classification: val/acc, regression: val/r2); log each task's "
+            "runs to an experiment of its own (mlflow.experiment_name=<name>).")
+
+
 def report_experiment(experiment: str) -> str:
     """Where a study's reports are logged: an experiment of their own, so the study's runs table
     shows training runs only."""
@@ -466,6 +480,14 @@ def log_report(client: Any, experiment: str, out: Path) -> str:
     return run.info.run_id
 
 
+def folder_name(experiment: str) -> str:
+    """An experiment's name as one safe folder name: no separators, no leading dots (so
+    `../../x` or `/abs` stays under reports/)."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnlab.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -478,10 +500,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: the monitored val/acc or val/r2 and the test metrics)")
     args = parser.parse_args(argv)
 
-    from nnlab.tracking import MlflowClient
+    from nnlab.errors import StoreError
+    from nnlab.quiet import quiet
+    from nnlab.tracking.store import existing_store
 
-    client = MlflowClient(args.tracking_uri)
-    out = args.out or Path("reports") / args.experiment
+    quiet()
+    try:
+        client = existing_store(args.tracking_uri, "nnlab.report")
+    except StoreError as err:
+        print(f"nnlab.report: error: {err}", file=sys.stderr)
+        return 2
+    out = args.out or Path("reports") / folder_name(args.experiment)
     path, _ = write_report(client, args.experiment, out, args.all_metrics)
     print(f"nnlab.report: wrote {path}")
     if not args.no_log:

@@ -7,7 +7,6 @@ splits train/val by the seed, and batches. Shapes flow from here to the model vi
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -355,9 +354,6 @@ class TensorDataModule(pl.LightningDataModule):
         """A resumed run's next training epoch repeats the saved order from the saved batch."""
         if "train_order_state" in state_dict:
             self._resume = (state_dict["train_order_state"], state_dict["train_batches_done"])
-            # Lightning warns about a mid-epoch resume when the loader object itself has no
-            # state_dict; here the data module carries the order, so the warning does not apply.
-            warnings.filterwarnings("ignore", message=r".*dataloader is\s+not resumable")
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("train", shuffle=True)

@@ -76,14 +76,18 @@ def load_model(run_id: str, tracking_uri: str | None = None,
     credentials come from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
     from nnlab.engine.build import build_model
+    from nnlab.errors import StoreError
     from nnlab.tracking import TrackingError, store_message
+    from nnlab.tracking.store import existing_store
 
     uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(uri)
+    try:
+        client = existing_store(uri, "load_model")
+    except StoreError as err:
+        raise TrackingError(str(err)) from None
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
