@@ -87,7 +87,8 @@ def _hydra_message(err: BaseException) -> str | None:
 
 def _yaml_message(err: BaseException) -> str:
     """A config file that is not valid YAML: which file, where, and what the parser expected."""
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    # where an unclosed construct began, else where the parser stopped
+    mark = getattr(err, "context_mark", None) or getattr(err, "problem_mark", None)
     where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else \
         "a config file"
     problem = " ".join(str(getattr(err, "problem", None) or err).split())

@@ -52,8 +52,9 @@ def idx_root(root: Path, dataset_class: str) -> Path:
                     shutil.copyfileobj(src, dst)
             except (OSError, EOFError, zlib.error) as err:  # truncated, or not gzip at all
                 partial.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # the cache folders, when they hold nothing
-                    os.removedirs(target)
+                for folder in (target, target.parent, cache, cache.parent):  # when empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
                 raise DataError(
                     f"dataset: {raw / f'{name}.gz'} is truncated or not a gzip file "
                     f"({type(err).__name__}: {err}). Restore it from the original download, or "
