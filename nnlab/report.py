@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnlab.errors import NnlabError, ReportError
 from nnlab.tracking import tags
 
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
@@ -208,7 +209,7 @@ def load_runs(client: Any, experiment: str) -> list[Any]:
     """The experiment's FINISHED training runs (earlier reports left out)."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise SystemExit(f"nnlab.report: no MLflow experiment named {experiment!r}")
+        raise ReportError(f"no MLflow experiment named {experiment!r}")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                               max_results=50000)
     return [r for r in runs if r.data.tags.get(tags.REPORT) != "true"  # reports from before 0.2
@@ -401,7 +402,7 @@ def write_report(client: Any, experiment: str, out: Path,
     """Build the tables, verdicts and plots; write `out/report.md`."""
     runs = load_runs(client, experiment)
     if not runs:
-        raise SystemExit(f"nnlab.report: experiment {experiment!r} has no FINISHED runs")
+        raise ReportError(f"experiment {experiment!r} has no FINISHED runs")
     options = varying_options(runs)
     groups = sorted(group_runs(runs, options), key=lambda g: g.label)
     metrics = shown_metrics(report_metrics(runs), all_metrics)
@@ -411,7 +412,7 @@ def write_report(client: Any, experiment: str, out: Path,
         note = ("The loss varies, so `*/loss*` values are each in their own loss's units and "
                 "are left out.")
     if not metrics:
-        raise SystemExit(nothing_to_compare(experiment, runs, bool(note)))
+        raise ReportError(nothing_to_compare(experiment, runs, bool(note)))
     found = verdicts(groups, metrics)
     print_tables(experiment, found)
     out.mkdir(parents=True, exist_ok=True)
@@ -456,7 +457,7 @@ def nothing_to_compare(experiment: str, runs: Sequence[Any], loss_varies: bool) 
     logged = ", ".join(f"{m} in {n} run(s)" for m, n in counts.items() if n) or "neither " + \
         " nor ".join(MONITORED)
     loss = "; the loss varies, so loss values are not on one scale" if loss_varies else ""
-    return (f"nnlab.report: error: experiment {experiment!r} has nothing to compare: its "
+    return (f"experiment {experiment!r} has nothing to compare: its "
             f"{len(runs)} finished runs share no metric ({logged}{loss}). A report compares "
             "runs of one task (classification: val/acc, regression: val/r2); log each task's "
             "runs to an experiment of its own (mlflow.experiment_name=<name>).")
@@ -500,18 +501,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: the monitored val/acc or val/r2 and the test metrics)")
     args = parser.parse_args(argv)
 
-    from nnlab.errors import StoreError
     from nnlab.quiet import quiet
     from nnlab.tracking.store import existing_store
 
     quiet()
+    out = args.out or Path("reports") / folder_name(args.experiment)
     try:
         client = existing_store(args.tracking_uri, "nnlab.report")
-    except StoreError as err:
+        path, _ = write_report(client, args.experiment, out, args.all_metrics)
+    except NnlabError as err:
         print(f"nnlab.report: error: {err}", file=sys.stderr)
         return 2
-    out = args.out or Path("reports") / folder_name(args.experiment)
-    path, _ = write_report(client, args.experiment, out, args.all_metrics)
     print(f"nnlab.report: wrote {path}")
     if not args.no_log:
         print(f"nnlab.report: logged as run {log_report(client, args.experiment, out)}")

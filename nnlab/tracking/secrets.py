@@ -36,7 +36,8 @@ def redact_text(text: str) -> str:
     def pair(m: re.Match[str]) -> str:
         if m["value"].startswith("//") or not secret_key(m["key"]):
             return m.group(0)
-        return f"{m['key']}{m['sep']}{HIDDEN}"
+        hidden = f"'{HIDDEN}'" if ":" in m["sep"] else HIDDEN  # a bare * starts a YAML alias
+        return f"{m['key']}{m['sep']}{hidden}"
 
     return PAIR.sub(pair, text)
 
