@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nnlab.config import register_configs
+from nnlab.config.launch import forget_new_folders
 from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError, Diverged, NnlabError
 from nnlab.quiet import quiet
@@ -30,20 +30,6 @@ def config_dir() -> str:
     return str(packaged if packaged.is_dir() else packaged.parent.parent / "conf")
 
 
-def forget_run_folder(folder: Path) -> None:
-    """A refused run leaves no folder: Hydra's own files in it (.hydra/, an empty job log) go,
-    and so do the folders above it that held only it, up to the working folder."""
-    kept = [p for p in folder.iterdir()
-            if p.name != ".hydra" and not (p.suffix == ".log" and p.stat().st_size == 0)]
-    if kept:
-        return
-    shutil.rmtree(folder, ignore_errors=True)
-    here, parent = Path.cwd().resolve(), folder.resolve().parent
-    while parent != here and here in parent.parents and not any(parent.iterdir()):
-        parent.rmdir()
-        parent = parent.parent
-
-
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def task(cfg: DictConfig) -> float:
     """One job: a single run, or one job of a multirun (whose failure the sweep records)."""
@@ -58,7 +44,7 @@ def task(cfg: DictConfig) -> float:
         try:
             return train_one(cfg, overrides, hydra_cfg.runtime.output_dir, tags)
         except ConfigError as err:  # leave here, before Hydra adds its own lines
-            forget_run_folder(Path(hydra_cfg.runtime.output_dir))
+            forget_new_folders(hydra_cfg.runtime.output_dir)
             print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr)
             sys.exit(2)
 

@@ -6,8 +6,10 @@ hydra.callbacks). A refused input therefore leaves nothing behind."""
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -16,6 +18,36 @@ from omegaconf import DictConfig, open_dict
 from nnlab.config.checks import check_launch, validate
 from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError
+
+# run folder -> the highest of its folders that did not exist before Hydra made them
+NEW_FOLDERS: dict[Path, Path] = {}
+
+
+def note_new_folders(folder: str) -> None:
+    """Remember which folders of `folder` Hydra is about to create (see forget_new_folders)."""
+    path = top = Path(os.path.abspath(folder))
+    while not top.parent.exists():
+        top = top.parent
+    if not path.exists():
+        NEW_FOLDERS[path] = top
+
+
+def forget_new_folders(folder: str | Path) -> None:
+    """A refused run leaves no folder: the run folder and the folders above it that Hydra made
+    for it go, when they hold nothing but Hydra's own files (.hydra/, an empty job log)."""
+    import shutil
+
+    path = Path(os.path.abspath(folder))
+    top = NEW_FOLDERS.pop(path, None)
+    if top is None or not path.is_dir():
+        return
+    if any(p.name != ".hydra" and not (p.suffix == ".log" and p.stat().st_size == 0)
+           for p in path.iterdir()):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    while path != top and not any(path.parent.iterdir()):
+        path = path.parent
+        path.rmdir()
 
 
 def refusing(check: Callable[[], None]) -> None:
@@ -48,6 +80,7 @@ class CheckLaunch(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         refusing(lambda: (check_launch(config, multirun=False), _validate_task(config)))
+        note_new_folders(str(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         refusing(lambda: check_launch(config, multirun=True))  # each job checks its own values
