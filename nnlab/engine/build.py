@@ -113,8 +113,9 @@ def check_batches(cfg: DictConfig, datamodule: Any) -> None:
                  f"a fraction >= {1 / batches:.3g}, or a count of batches >= 1")
 
 
-def check_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int) -> None:
-    """The model measured on the meta device (nothing allocated) fits the memory at hand."""
+def check_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int) -> bool:
+    """The model measured on the meta device (nothing allocated) fits the memory at hand; True
+    when a meta forward pass ran, which also shows the model takes the data's shape."""
     from nnlab.memory import footprint
 
     found = footprint(lambda: build_model(cfg, input_shape, num_outputs, init=False),
@@ -123,6 +124,7 @@ def check_model(cfg: DictConfig, input_shape: Sequence[int], num_outputs: int) -
             f"({found.params:,} parameters) at batch_size={cfg.batch_size}")
     refuse_if_too_big(what, found.training_bytes(cfg.batch_size), device_of(cfg),
                       "a smaller model (fewer or narrower layers) or a smaller batch_size")
+    return found.activations > 0
 
 
 def shape_refused(cfg: DictConfig, input_shape: Sequence[int], err: BaseException) -> None:
@@ -163,13 +165,14 @@ def build(cfg: DictConfig):
     info = data_info(datamodule)
     check_batches(cfg, datamodule)
     try:
-        check_model(cfg, info.input_shape, info.num_outputs)
+        shape_fits = check_model(cfg, info.input_shape, info.num_outputs)
         model = build_model(cfg, info.input_shape, info.num_outputs)
     except ValueError as err:  # a model that cannot take these shapes says why
         raise ConfigError(str(err)) from None
     except (RuntimeError, TypeError) as err:  # one that runs a sample to size itself
         shape_refused(cfg, info.input_shape, err)
-    probe(cfg, model, info.input_shape)
+    if not shape_fits:  # the meta forward pass failed: the real one says why, or passes
+        probe(cfg, model, info.input_shape)
     num_classes = info.num_outputs if info.task == "classification" else 0
     return datamodule, build_module(cfg, model, info.task, num_classes)
 
