@@ -1,6 +1,9 @@
 """Config -> objects: the data module, the model, the LightningModule, the Trainer's parts.
 
-Each function builds one thing from its config group; none of them touches the tracker.
+Each function builds one thing from its config group; none of them touches the tracker. `build`
+first checks what can only be checked by building: the parts built dry (nnlab.engine.dry), the
+data's and the model's sizes against the memory at hand (nnlab.memory), a fraction of batches
+that leaves none, and the model against the data's shape; all before any store opens.
 """
 
 from __future__ import annotations
