@@ -65,6 +65,7 @@ def check_optimizer(cfg: DictConfig) -> None:
 def check_extras(cfg: DictConfig, task: str) -> None:
     """Each callback and logger: its folders can be made, it builds, and a `monitor` names a
     metric the run logs while it trains."""
+    metrics = fit_metrics(task)
     for group in ("callbacks", "logger"):
         for name, node in (cfg.get(group) or {}).items():
             if not node:
@@ -76,7 +77,6 @@ def check_extras(cfg: DictConfig, task: str) -> None:
                 if why:
                     fail(f"{key}.{param}", folder, why, "a folder that exists or can be created")
             monitor = node.get("monitor")
-            metrics = fit_metrics(task)
             if monitor is not None and str(monitor) not in metrics:
                 fail(f"{key}.monitor", monitor, f"the run logs no such metric while it trains "
                      f"(a {task} run)", metrics)
