@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,23 @@ def test_the_tracker_logs_no_credential(tmp_path: Path) -> None:
                       "logger": {"x": {"api_key": "***"}}, "model": {"hidden": [8, 8]}}
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert secret.encode() not in stored and b"bob:" not in stored
+
+
+def test_a_read_only_working_folder_is_refused_in_one_paragraph(tmp_path: Path) -> None:
+    """`python -m nnlab` started in a folder mounted read-only (a private mount namespace, so
+    root cannot write there either): one paragraph naming the run folder, exit 2, nothing made."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare is not installed")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    script = (f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} || exit 99; "
+              f"cd {folder} && exec {sys.executable} -m nnlab")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode == 99 or done.stderr.startswith("unshare:"):
+        pytest.skip(f"no private mount namespace here (needs root): {done.stderr.strip()}")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("nnlab: error: hydra.run.dir=mlruns/hydra/")
+    assert "Read-only file system" in lines[0] and "Run from a writable folder" in lines[0]
+    assert list(folder.iterdir()) == []
