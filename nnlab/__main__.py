@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nnlab.config import register_configs
+from nnlab.config.launch import forget_new_folders
 from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError, Diverged, NnlabError
 from nnlab.quiet import quiet
@@ -66,6 +67,8 @@ def task(cfg: DictConfig) -> float:
     try:
         return job(cfg)
     except ConfigError as err:  # leave here, before Hydra adds its own lines
+        if HydraConfig.get().mode.name != "MULTIRUN":  # a refused run leaves no folder behind
+            forget_new_folders(HydraConfig.get().runtime.output_dir)
         print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr)
         sys.exit(2)
 

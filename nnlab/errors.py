@@ -26,6 +26,12 @@ class DataError(NnlabError, RuntimeError):
     exit_code = 2
 
 
+class ReportError(NnlabError, RuntimeError):
+    """A report with nothing to report: no such experiment, no finished run, no shared metric."""
+
+    exit_code = 2
+
+
 class TrackingError(NnlabError, RuntimeError):
     """The MLflow store cannot be reached, created or written; the message says which and why."""
 

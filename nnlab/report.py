@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnlab.errors import NnlabError, ReportError
+from nnlab.quiet import quiet
 from nnlab.report_page import write_page
 from nnlab.tracking import tags
 from nnlab.tracking.life import MONITORED as MONITOR_BY_TASK
+from nnlab.tracking.store import existing_store
 
 NOT_OPTIONS = ("seed", "mlflow.", "model.num_params", "study.", "hydra.")
 LOWER_IS_BETTER = ("loss", "mse", "mae", "time")
@@ -210,7 +213,7 @@ def load_runs(client: Any, experiment: str) -> list[Any]:
     """The experiment's FINISHED training runs (earlier reports left out)."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise SystemExit(f"nnlab.report: no MLflow experiment named {experiment!r}")
+        raise ReportError(f"no MLflow experiment named {experiment!r}")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                               max_results=50000)
     return [r for r in runs if r.data.tags.get(tags.REPORT) != "true"  # reports from before 0.2
@@ -405,7 +408,7 @@ def write_report(client: Any, experiment: str, out: Path,
     """Build the tables, verdicts and plots; write `out/report.md`."""
     runs = load_runs(client, experiment)
     if not runs:
-        raise SystemExit(f"nnlab.report: experiment {experiment!r} has no FINISHED runs")
+        raise ReportError(f"experiment {experiment!r} has no FINISHED runs")
     options = varying_options(runs)
     groups = sorted(group_runs(runs, options), key=lambda g: g.label)
     metrics = shown_metrics(report_metrics(runs), all_metrics)
@@ -414,6 +417,8 @@ def write_report(client: Any, experiment: str, out: Path,
         metrics = [m for m in metrics if "loss" not in m]
         note = ("The loss varies, so `*/loss*` values are each in their own loss's units and "
                 "are left out.")
+    if not metrics:
+        raise ReportError(nothing_to_compare(experiment, runs, bool(note)))
     found = verdicts(groups, metrics)
     print_tables(experiment, found)
     out.mkdir(parents=True, exist_ok=True)
@@ -453,6 +458,18 @@ def write_report(client: Any, experiment: str, out: Path,
     return path, found
 
 
+def nothing_to_compare(experiment: str, runs: Sequence[Any], loss_varies: bool) -> str:
+    """Why a report has no metric to rank: the runs share none on one scale."""
+    counts = {m: sum(m in r.data.metrics for r in runs) for m in MONITORED}
+    logged = ", ".join(f"{m} in {n} run(s)" for m, n in counts.items() if n) or "neither " + \
+        " nor ".join(MONITORED)
+    loss = "; the loss varies, so loss values are not on one scale" if loss_varies else ""
+    return (f"experiment {experiment!r} has nothing to compare: its "
+            f"{len(runs)} finished runs share no metric ({logged}{loss}). A report compares "
+            "runs of one task (classification: val/acc, regression: val/r2); log each task's "
+            "runs to an experiment of its own (mlflow.experiment_name=<name>).")
+
+
 def report_experiment(experiment: str) -> str:
     """Where a study's reports are logged: an experiment of their own, so the study's runs table
     shows training runs only."""
@@ -471,6 +488,14 @@ def log_report(client: Any, experiment: str, out: Path) -> str:
     return run.info.run_id
 
 
+def folder_name(experiment: str) -> str:
+    """An experiment's name as one safe folder name: no separators, no leading dots (so
+    `../../x` or `/abs` stays under reports/)."""
+    import re
+
+    return re.sub(r"[^\w.-]+", "_", experiment).lstrip(".") or "_"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnlab.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -483,12 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: the monitored val/acc or val/r2 and the test metrics)")
     args = parser.parse_args(argv)
 
-    # lazy: MLflow loads only when the store is read
-    from nnlab.tracking import MlflowClient
-
-    client = MlflowClient(args.tracking_uri)
-    out = args.out or Path("reports") / args.experiment
-    path, _ = write_report(client, args.experiment, out, args.all_metrics)
+    quiet()
+    out = args.out or Path("reports") / folder_name(args.experiment)
+    try:
+        client = existing_store(args.tracking_uri, "nnlab.report")
+        path, _ = write_report(client, args.experiment, out, args.all_metrics)
+    except NnlabError as err:
+        print(f"nnlab.report: error: {err}", file=sys.stderr)
+        return 2
     print(f"nnlab.report: wrote {path} and {path.with_suffix('.html')}")
     if not args.no_log:
         print(f"nnlab.report: logged as run {log_report(client, args.experiment, out)}")

@@ -243,10 +243,12 @@ class TeamServer:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.seek(0)
+            holder = self._lock.read().strip() or "?"
+            self._lock.close()
+            self._lock = None  # not ours: stop() must leave that server's files alone
             raise ServerError(
-                f"--root {self.root} is in use by another nnlab.server (pid "
-                f"{self._lock.read().strip() or '?'}). Stop that one, or choose another --root."
-            ) from None
+                f"--root {self.root} is in use by another nnlab.server (pid {holder}). Stop "
+                "that one, or choose another --root.") from None
         self._lock.truncate(0)
         self._lock.write(str(os.getpid()))
         self._lock.flush()
@@ -346,8 +348,8 @@ class TeamServer:
                 pass
         if self.postgres is not None:
             self.postgres.stop()
-        (self.root / "server.json").unlink(missing_ok=True)
-        if self._lock is not None:
+        if self._lock is not None:  # only the server holding the root's lock owns its files
+            (self.root / "server.json").unlink(missing_ok=True)
             self._lock.close()
             self._lock = None
 

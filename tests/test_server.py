@@ -290,6 +290,46 @@ def test_the_admin_password_is_never_written_and_the_server_binds_127_0_0_1(
     assert listening == ["0100007F"]  # 127.0.0.1 only
 
 
+def store_text(server: Server) -> str:
+    """Every row of every table of the server's databases (tracking and logins), as text."""
+    import psycopg2
+
+    rows = []
+    for database in ("mlflow", "mlflow_auth"):
+        conn = psycopg2.connect(host=server.info()["socket_dir"], user="nnlab", dbname=database)
+        with conn.cursor() as cur:
+            cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            for (table,) in cur.fetchall():
+                cur.execute(f'SELECT t::text FROM "{table}" t')
+                rows += [row[0] for row in cur.fetchall()]
+        conn.close()
+    return "\n".join(rows)
+
+
+def test_credentials_in_the_uri_never_reach_the_run(run_cli, server: Server,
+                                                     tmp_path: Path) -> None:
+    """Logging through the team server with the password in mlflow.tracking_uri (no
+    MLFLOW_TRACKING_* variables): the run is logged, and neither the store's tables nor the
+    artifacts hold the password anywhere."""
+    with_password = f"http://admin:{PASSWORD}@127.0.0.1:{server.port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    result = run_cli(tmp_path, *TINY, f"mlflow.tracking_uri={with_password}",
+                     "mlflow.experiment_name=secret-uri", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = runs_of(server, "secret-uri")
+    assert [r["info"]["status"] for r in runs] == ["FINISHED"]
+    params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
+    assert params["mlflow.tracking_uri"] == f"http://***@127.0.0.1:{server.port}"
+    store = store_text(server)
+    assert runs[0]["info"]["run_id"] in store and "mlflow.tracking_uri" in store  # it is there
+    assert PASSWORD not in store
+    artifacts = [p for p in (server.root / "artifacts").rglob("*") if p.is_file()
+                 and runs[0]["info"]["run_id"] in p.parts]
+    assert {"config.yaml", "overrides.txt"} <= {p.name for p in artifacts}
+    for path in artifacts:
+        assert PASSWORD.encode() not in path.read_bytes(), path
+
+
 def test_the_server_refuses_to_start_without_a_proper_admin_password(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NNLAB_ADMIN_PASSWORD"}
     for password in (None, "password1234", "short"):

@@ -9,7 +9,10 @@ in the defaults a run will use, so the logged params are the values used.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import inspect
+import math
+import os
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +22,10 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
 from nnlab.config.schema import (
     ACCELERATORS,
+    CALLBACK_RANGES,
     GROUPS,
+    INT64,
+    NON_FINITE_ALLOWED,
     PRECISIONS,
     RANGES,
     TOP_LEVEL,
@@ -245,11 +251,26 @@ def _check_accelerator(node: DictConfig) -> None:
         fail("accelerator.accelerator", node.accelerator, "unknown accelerator", ACCELERATORS)
     if str(node.precision) not in PRECISIONS:
         fail("accelerator.precision", node.precision, "unknown precision", list(PRECISIONS))
+    if str(node.precision).startswith("16") and not _runs_on_cuda(str(node.accelerator)):
+        fail("accelerator.precision", str(node.precision), "float16 needs a CUDA GPU and this run "
+             "is on the CPU (Lightning would quietly train in bfloat16 instead)",
+             "on a CPU: 32, 64, bf16-mixed or bf16-true")
     from lightning.pytorch.strategies import StrategyRegistry
 
     strategies = ["auto", *StrategyRegistry.available_strategies()]
     if str(node.get("strategy", "auto")) not in strategies:
         fail("accelerator.strategy", node.strategy, "unknown Lightning strategy", strategies)
+
+
+def _runs_on_cuda(accelerator: str) -> bool:
+    """Whether `accelerator` puts the run on a CUDA GPU (auto: when one is visible)."""
+    if accelerator in ("gpu", "cuda"):
+        return True
+    if accelerator != "auto":
+        return False
+    import torch  # lazy: only a 16-bit precision asks
+
+    return torch.cuda.is_available()
 
 
 def _check_lightning(cfg: DictConfig) -> None:
@@ -280,6 +301,9 @@ def _check_lightning(cfg: DictConfig) -> None:
                                   f"naming its class, e.g. +{group}.{name}._target_=<class>.")
             check_params(f"{group}.{name}", plain(item),
                          signature(_import(item, f"{group}.{name}")))
+            for key, (test, valid) in CALLBACK_RANGES.items():
+                if group == "callbacks" and item.get(key) is not None:
+                    _check_range(f"{group}.{name}.{key}", plain(item[key]), test, valid)
 
 
 def users_own(node: Any) -> bool:
@@ -288,18 +312,75 @@ def users_own(node: Any) -> bool:
     return bool(target) and str(target).split(".")[0] not in ("nnlab", "torch", "lightning")
 
 
-def _check_ranges(cfg: DictConfig) -> None:
+def _check_range(key: str, value: Any, test: Callable[[Any], bool], valid: str) -> None:
+    try:
+        ok = test(value)
+    except TypeError:
+        ok = False
+    if not ok:
+        fail(key, value, "out of range", valid)
+
+
+def _check_ranges(cfg: DictConfig, prefix: str = "") -> None:
+    """Every RANGES key under `prefix` that the config holds ("hydra." ones: see check_launch)."""
     for key, (test, valid) in RANGES.items():
+        if not key.startswith(prefix) or (not prefix and key.startswith("hydra.")):
+            continue
         value = OmegaConf.select(cfg, key, default=MISSING)
         if value is MISSING or users_own(cfg.get(key.split(".")[0])):
             continue
-        value = plain(value)
-        try:
-            ok = test(value)
-        except TypeError:
-            ok = False
-        if not ok:
-            fail(key, value, "out of range", valid)
+        _check_range(key, plain(value), test, valid)
+
+
+def _check_numbers(node: Any, key: str = "") -> None:
+    """Every float finite (unless NON_FINITE_ALLOWED says otherwise), every integer an int64."""
+    if isinstance(node, Mapping):
+        for name, value in node.items():
+            _check_numbers(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _check_numbers(value, key)
+    elif isinstance(node, float) and not math.isfinite(node):
+        if not any(fnmatch.fnmatch(key, pattern) for pattern in NON_FINITE_ALLOWED):
+            fail(key, node, "a number here must be finite (inf and nan cannot train)",
+                 "a finite number; see python -m nnlab --help for each key's range")
+    elif isinstance(node, int) and not isinstance(node, bool) and \
+            not INT64[0] <= node <= INT64[1]:
+        fail(key, node, "too large for the 64-bit integers torch and numpy compute with",
+             f"an integer in [{INT64[0]}, {INT64[1]}]")
+
+
+def creatable(path: str | os.PathLike[str]) -> str | None:
+    """None when folder `path` exists as a writable folder or can be created; else why not. The
+    nearest existing folder is probed by making and removing an empty folder in it (os.access
+    says yes to root on read-only mounts and on /proc)."""
+    import tempfile
+
+    path = os.path.abspath(path)
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        return f"{probe} is a file, so no folder can be made under it"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nnlab-probe-", dir=probe))
+    except OSError as err:
+        what = "cannot be written" if probe == path else f"cannot be created in {probe}"
+        return f"{path} {what} ({err.strerror})"
+    return None
+
+
+def check_launch(cfg: DictConfig, multirun: bool) -> None:
+    """Before Hydra makes any folder or launches a job (nnlab.config.launch.CheckLaunch): the
+    launcher's own parameters and the run or sweep folder."""
+    _check_ranges(cfg, prefix="hydra.")
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    folder = OmegaConf.select(cfg, key, default=None)
+    why = creatable(str(folder)) if folder else None
+    if why:
+        raise ConfigError(f"{key}={folder} is invalid: nnlab keeps each run's folder (its "
+                          f"checkpoint, Hydra's config) there, and {why}. Run from a writable "
+                          f"folder, or set {key}=<a writable folder>.")
 
 
 def _check_top_level(cfg: DictConfig) -> None:
@@ -315,6 +396,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for anything that cannot run, and fill in the defaults each group's
     option will use; touches no tracker and no data."""
     _check_top_level(cfg)
+    _check_numbers(plain(cfg))
     for group in GROUPS:
         _check_group(cfg, group)
     _check_lightning(cfg)

@@ -18,10 +18,12 @@ def _closest(word: str, options: list[str]) -> str:
 
 def _hydra_message(err: BaseException) -> str | None:
     """Hydra's composition and override errors, reworded: key, bad value, valid choices."""
+    import yaml
     from hydra.errors import (
         ConfigCompositionException,
         MissingConfigException,
         OverrideParseException,
+        SearchPathException,
     )
     from omegaconf.errors import OmegaConfBaseException
 
@@ -31,6 +33,14 @@ def _hydra_message(err: BaseException) -> str | None:
         return (f"{text}: these flags pick what Hydra does, one at a time. To see a sweep's "
                 "config, drop -m and give one value per key (python -m nnlab experiment=<name> "
                 "--cfg job), or add --info to see the search path.")
+    if isinstance(err, SearchPathException):
+        found = re.search(r"directory '([^']*)' not found", text)
+        folder = found.group(1) if found else text
+        return (f"--config-dir {folder} is invalid: there is no such folder. Give the folder that "
+                "holds your own configs (e.g. --config-dir my_conf with my_conf/experiment/"
+                "<name>.yaml), relative to where you run nnlab or absolute.")
+    if isinstance(err, yaml.YAMLError):
+        return _yaml_message(err)
     if isinstance(err, MissingConfigException):
         found = re.search(r"Could not find '([^']+)'", text)
         if found and "/" in found.group(1):
@@ -73,6 +83,19 @@ def _hydra_message(err: BaseException) -> str | None:
     if isinstance(err, OmegaConfBaseException):
         return _omegaconf_message(err)
     return None
+
+
+def _yaml_message(err: BaseException) -> str:
+    """A config file that is not valid YAML: which file, where, and what the parser expected."""
+    # where an unclosed construct began, else where the parser stopped
+    mark = getattr(err, "context_mark", None) or getattr(err, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}" if mark else \
+        "a config file"
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    context = getattr(err, "context", None)
+    return (f"{where} is not valid YAML: {problem}" + (f" ({context})" if context else "") +
+            ". Fix that file's syntax (quote values with ':' or brackets; close every '[' "
+            "and '{').")
 
 
 def _top_hint(dotted: str) -> str:

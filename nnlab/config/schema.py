@@ -98,7 +98,7 @@ def _sizes(v: Any) -> bool:
 
 
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (lambda v: v >= 0, "an integer >= 0"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32) (numpy's seed range)"),
     "batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.max_epochs": (lambda v: v >= 1, "an integer >= 1"),
     "trainer.log_every_n_steps": (lambda v: v >= 1, "an integer >= 1"),
@@ -106,6 +106,11 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.limit_val_batches": (_limit, "null, a fraction in (0, 1] or a count >= 1"),
     "trainer.limit_test_batches": (_limit, "null, a fraction in (0, 1] or a count >= 1"),
     "trainer.gradient_clip_val": (lambda v: v is None or v > 0, "null or a float > 0"),
+    "trainer.accumulate_grad_batches": (lambda v: v >= 1, "an integer >= 1"),
+    "trainer.check_val_every_n_epoch": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    "mlflow.experiment_name": (lambda v: bool(v.strip()), "a non-empty name, e.g. nnlab"),
+    "mlflow.tracking_uri": (lambda v: bool(v.strip()),
+                            "sqlite:///<file> or http(s)://host:port of a tracking server"),
     "optimizer.lr": (_positive, "a float > 0, e.g. 0.01"),
     "optimizer.momentum": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "optimizer.weight_decay": (lambda v: v >= 0, "a float >= 0"),
@@ -141,10 +146,24 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "accelerator.devices": (lambda v: v == "auto" or (isinstance(v, int) and v >= 1)
                             or (isinstance(v, Sequence) and not isinstance(v, str)),
                             "auto, a count >= 1 or a list of device ids"),
+    "hydra.launcher.n_jobs": (lambda v: v != 0, "an integer != 0 (-1: one job per CPU core)"),
+    "hydra.launcher.max_members": (lambda v: v is None or v >= 1, "null or an integer >= 1"),
     "checkpoint.every_n_steps": (lambda v: v >= 0, "an integer >= 0 (0: only at epoch ends)"),
     "instruments.every_n_steps": (lambda v: v >= 1, "an integer >= 1"),
     "instruments.saturation_threshold": (lambda v: 0 < v < 1, "a float in (0, 1)"),
 }
+
+# Parameters of any callback (callbacks.<name>.<param>), whatever its class: what Lightning's
+# callbacks accept without refusing but cannot use.
+CALLBACK_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "patience": (lambda v: v >= 0, "an integer >= 0 (epochs without improvement)"),
+    "save_top_k": (lambda v: v >= -1, "an integer >= -1 (-1: keep all)"),
+    "every_n_epochs": (lambda v: v is None or v >= 0, "null or an integer >= 0"),
+}
+# Keys whose value may be infinite or NaN (fnmatch patterns); every other float must be finite.
+NON_FINITE_ALLOWED = ("callbacks.*.stopping_threshold", "callbacks.*.divergence_threshold")
+# Integers reach torch and numpy as int64 (numpy's seed as uint32, see RANGES).
+INT64 = (-(2**63), 2**63 - 1)
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32", "64", "16-mixed", "bf16-mixed", "16-true", "bf16-true")

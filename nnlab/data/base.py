@@ -7,7 +7,6 @@ splits train/val by the seed, and batches. Shapes flow from here to the model vi
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from nnlab.errors import DataError
+from nnlab.memory import refuse_if_too_big
 
 TEST_SPLIT_SEED = 20240229  # the held-out test split never depends on the run's seed
 
@@ -153,6 +153,8 @@ class TensorDataModule(pl.LightningDataModule):
     name = "base"
     task = "classification"
     is_image = True  # (C, H, W) samples; False for flat feature vectors
+    classes: int | None = None  # the classes a classification set declares (None: its labels')
+    bytes_per_sample = 0  # peak bytes per sample while `load` makes `n_samples` (0: not known)
 
     def __init__(
         self,
@@ -192,6 +194,10 @@ class TensorDataModule(pl.LightningDataModule):
         """Return (train+val pool, test): x float (N, C, H, W) or (N, F); y long or float."""
         raise NotImplementedError
 
+    def planned_bytes(self) -> int:
+        """Memory `load` will take, known before it allocates (0: known only once loaded)."""
+        return int(getattr(self, "n_samples", 0) or 0) * self.bytes_per_sample
+
     # -- shared machinery -----------------------------------------------------------------------
     @property
     def info(self) -> DataInfo:
@@ -207,9 +213,10 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits:
             return
         pool, test = self.load()
+        self._check_labels(pool, test)
         pool.x, test.x = self._adapt(pool.x), self._adapt(test.x)
         if self.task == "classification":
-            self.num_classes = int(max(pool.y.max(), test.y.max())) + 1
+            self.num_classes = self.classes or int(max(pool.y.max(), test.y.max())) + 1
         n_val = max(1, round(len(pool.x) * self.val_fraction))
         order = torch.randperm(len(pool.x), generator=torch.Generator().manual_seed(self.seed))
         val_idx, train_idx = order[:n_val], order[n_val:]
@@ -224,11 +231,37 @@ class TensorDataModule(pl.LightningDataModule):
             self.mean, self.std = mean.flatten(), std.flatten()
         self.splits = {"train": train, "val": val, "test": test}
 
+    def _source(self) -> str:
+        root = getattr(self, "root", None)
+        return f"dataset={self.name}" + (f" (root '{root}')" if root is not None else "")
+
+    def _check_labels(self, pool: Split, test: Split) -> None:
+        """One label per input, and class labels within the classes the data set declares."""
+        for split, data in (("train", pool), ("test", test)):
+            if len(data.x) != len(data.y):
+                raise DataError(f"{self._source()}: its {split} split has {len(data.x)} inputs "
+                                f"but {len(data.y)} labels; the files do not belong together "
+                                "(truncated or mixed up). Restore the data set's files.")
+        if self.task != "classification" or not len(pool.y):
+            return
+        labels = torch.cat([pool.y, test.y])
+        limit = self.classes
+        bad = labels[(labels < 0) | (labels >= limit)] if limit else labels[labels < 0]
+        if len(bad):
+            valid = f"0..{limit - 1}" if limit else "integers >= 0"
+            raise DataError(f"{self._source()}: {len(bad)} labels are outside its classes "
+                            f"{valid} (e.g. {int(bad[0])}); the label files are corrupt. "
+                            "Restore the data set's files.")
+
     def _adapt(self, x: torch.Tensor) -> torch.Tensor:
         """Resize images and repeat grey channels when the config asks for it."""
         if x.dim() != 4:
             return x
         if self.resize and self.resize != x.shape[-1]:
+            channels = max(x.shape[1], self.channels or 0)
+            refuse_if_too_big(f"dataset.resize={self.resize}",
+                              2 * len(x) * channels * self.resize**2 * x.element_size(), "cpu",
+                              f"a size whose {len(x)} images fit, e.g. dataset.resize=32")
             x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
                               align_corners=False)
         if self.channels and self.channels != x.shape[1]:
@@ -320,9 +353,6 @@ class TensorDataModule(pl.LightningDataModule):
         """A resumed run's next training epoch repeats the saved order from the saved batch."""
         if "train_order_state" in state_dict:
             self._resume = (state_dict["train_order_state"], state_dict["train_batches_done"])
-            # Lightning warns about a mid-epoch resume when the loader object itself has no
-            # state_dict; here the data module carries the order, so the warning does not apply.
-            warnings.filterwarnings("ignore", message=r".*dataloader is\s+not resumable")
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("train", shuffle=True)

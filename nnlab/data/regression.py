@@ -18,6 +18,7 @@ class SineDataModule(TensorDataModule):
     name = "sine"
     task = "regression"
     is_image = False
+    bytes_per_sample = 128  # x and y, their noise and the split copies
 
     def __init__(self, n_samples: int = 2000, noise: float = 0.05, test_fraction: float = 0.2,
                  outliers: float = 0.0, **kwargs: object) -> None:

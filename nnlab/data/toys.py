@@ -18,6 +18,11 @@ class ToyDataModule(TensorDataModule):
     """Base for toys: `make()` returns (x float (N, F), y long (N,))."""
 
     is_image = False
+    classes: int | None = 2
+
+    @property
+    def bytes_per_sample(self) -> int:  # float64 features from numpy, and the tensor copies
+        return 64 * (int(getattr(self, "n_features", 2)) + 1)
 
     def __init__(self, n_samples: int = 1000, noise: float = 0.2, test_fraction: float = 0.2,
                  **kwargs: object) -> None:

@@ -3,11 +3,13 @@ tensors scaled to [0, 1] (then standardised per channel by TensorDataModule)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -45,8 +47,18 @@ def idx_root(root: Path, dataset_class: str) -> Path:
     for name in IDX_FILES:
         if not (target / name).exists():
             partial = target / f"{name}.part"
-            with gzip.open(raw / f"{name}.gz", "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with gzip.open(raw / f"{name}.gz", "rb") as src, open(partial, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError, zlib.error) as err:  # truncated, or not gzip at all
+                partial.unlink(missing_ok=True)
+                for folder in (target, target.parent, cache, cache.parent):  # when empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+                raise DataError(
+                    f"dataset: {raw / f'{name}.gz'} is truncated or not a gzip file "
+                    f"({type(err).__name__}: {err}). Restore it from the original download, or "
+                    "delete it and set dataset.download=true to fetch it again.") from None
             partial.replace(target / name)
     return cache
 
@@ -55,6 +67,7 @@ class TorchvisionDataModule(TensorDataModule):
     """Loads a torchvision data set by class name and keeps its uint8 tensors, scaled to [0, 1]."""
 
     dataset_class = "MNIST"
+    classes: int | None = 10
     idx_format = True  # MNIST-family IDX files (gzip accepted); False for other layouts
 
     def __init__(self, root: str | None = None, download: bool = True, **kwargs: object) -> None:

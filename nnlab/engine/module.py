@@ -27,6 +27,13 @@ def make_metrics(task: str, num_classes: int) -> MetricCollection:
     )
 
 
+def fit_metrics(task: str) -> list[str]:
+    """The metrics a run logs while it trains (what a callback's `monitor` may name): each
+    validation metric and loss, and the training ones as epoch means (LabModule._log_epoch)."""
+    names = [*make_metrics(task, 2).keys(), "loss"]
+    return [f"val/{n}" for n in names] + [f"train/{n}_epoch" for n in names]
+
+
 class LabModule(pl.LightningModule):
     """Wraps any model with a loss, metrics for its task, an optimiser and an optional scheduler."""
 

@@ -22,8 +22,9 @@ from torch import nn
 
 from nnlab.config import MlflowSchema
 from nnlab.engine.build import build_model, data_info
-from nnlab.errors import TrackingError
+from nnlab.errors import StoreError, TrackingError
 from nnlab.tracking import store_message
+from nnlab.tracking.store import existing_store
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in a load
 
@@ -77,11 +78,13 @@ def load_model(run_id: str, tracking_uri: str | None = None,
     credentials come from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
     uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(uri)
+    try:
+        client = existing_store(uri, "load_model")
+    except StoreError as err:
+        raise TrackingError(str(err)) from None
     try:
         run = client.get_run(run_id)
     except MlflowException as err:

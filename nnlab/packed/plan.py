@@ -4,7 +4,6 @@ how many members fit the device's memory."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import torch
@@ -12,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from nnlab.memory import available_bytes, footprint_of
 from nnlab.packed.optim import OFF_BY_DEFAULT, OPTIMIZER_KEYS
 
 # Keys whose values may differ inside a pack (dotted paths of the resolved config).
@@ -79,23 +79,11 @@ def model_unpackable(model: nn.Module, device: torch.device, pack_convs_on_cpu: 
 
 def members_that_fit(built: tuple[list[Any], list[Any], list[torch.Generator]],
                      device: torch.device) -> int:
-    """How many members fit half the device's free memory: per member its parameters with their
-    gradients and two optimiser states, its activations for one batch (forward and backward),
-    and its own copy of the data splits."""
+    """How many members fit half the device's free memory: per member what one solo training
+    step takes (nnlab.memory's estimate, the one a solo run is refused by) and its own copy of
+    the data splits."""
     datamodules, modules, _ = built
-    model, dm = modules[0].model, datamodules[0]
-    outputs: list[int] = []
-    handles = [m.register_forward_hook(lambda mod, i, out: outputs.append(out.numel()))
-               for m in model.modules() if not list(m.children())]
-    with torch.no_grad():
-        model.eval()(torch.zeros(1, *dm.info.input_shape))
-    model.train()
-    for handle in handles:
-        handle.remove()
-    params = sum(p.numel() for p in model.parameters())
-    per_member = 4 * (4 * params + 3 * sum(outputs) * dm.batch_size) + dm.nbytes()
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return max(1, free // 2 // per_member)
+    dm = datamodules[0]
+    per_member = footprint_of(modules[0].model, dm.info.input_shape).training_bytes(
+        dm.batch_size) + dm.nbytes()
+    return max(1, available_bytes(device) // 2 // per_member)

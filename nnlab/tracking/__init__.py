@@ -7,7 +7,7 @@ A test imports it in a fresh interpreter and checks that neither torch nor Light
 
 from mlflow.tracking import MlflowClient
 
-from nnlab.errors import TrackingError
+from nnlab.errors import StoreError, TrackingError
 from nnlab.tracking import tags
 from nnlab.tracking.tracker import (
     Tracker,
@@ -20,6 +20,6 @@ from nnlab.tracking.tracker import (
 )
 
 __all__ = [
-    "MlflowClient", "Tracker", "TrackingError", "flatten", "is_server", "open_tracker",
-    "resume_target", "store_lock", "store_message", "tags",
+    "MlflowClient", "StoreError", "Tracker", "TrackingError", "flatten", "is_server",
+    "open_tracker", "resume_target", "store_lock", "store_message", "tags",
 ]

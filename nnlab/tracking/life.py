@@ -21,6 +21,7 @@ from nnlab.config import GROUPS, config_hash
 from nnlab.errors import Diverged, TrackingError
 from nnlab.tracking import tags
 from nnlab.tracking.parent import parent_run_id
+from nnlab.tracking.secrets import redact_text
 from nnlab.tracking.tracker import Tracker, flatten
 
 # What a task's sweepers optimise and a run returns, per data set task.
@@ -165,4 +166,4 @@ def closing_line(tracker: Tracker, cfg: DictConfig, monitor: str, value: float,
     scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(test.items()))
     return (f"nnlab: FINISHED {monitor}={value:.4f} {scores}\n"
             f"       run {tracker.run_id} '{cfg.mlflow.run_name}'\n"
-            f"       store {tracker.tracking_uri}")
+            f"       store {redact_text(tracker.tracking_uri)}")

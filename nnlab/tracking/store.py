@@ -80,6 +80,18 @@ def open_store(tracking_uri: str, db: Path) -> MlflowClient:
     return client
 
 
+def existing_store(tracking_uri: str, command: str) -> MlflowClient:
+    """A client on a store that must already exist: a read-only command (a report, load_model)
+    never creates one. Raises StoreError naming the missing file."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri.removeprefix("sqlite:///")).absolute()
+        if not db.is_file() or db.stat().st_size == 0:
+            raise StoreError(f"there is no MLflow store at {db} (from {tracking_uri}), so "
+                             f"{command} has nothing to read; it creates none. Run it where "
+                             "your runs were logged, or give their store's URI.")
+    return MlflowClient(tracking_uri)
+
+
 def writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 

@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from nnlab.errors import ConfigError, StoreError, TrackingError  # noqa: E402
 from nnlab.tracking import tags  # noqa: E402
+from nnlab.tracking.secrets import redact_items, redact_text, redact_value  # noqa: E402
 from nnlab.tracking.store import open_store, read_only_message  # noqa: E402
 
 MAX_PARAM_LENGTH = 6000
@@ -191,8 +192,9 @@ class Tracker:
             pause = min(pause * 2, 8.0)
 
     def start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        run = self.write(self.client.create_run, self.experiment_id, run_name=run_name,
-                         tags=dict(tags))
+        """Open the run; every param's and tag's value passes nnlab.tracking.secrets first."""
+        run = self.write(self.client.create_run, self.experiment_id,
+                         run_name=redact_text(run_name), tags=redact_items(tags))
         self.run_id = run.info.run_id
         items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()]
         for start in range(0, len(items), 100):
@@ -200,11 +202,16 @@ class Tracker:
         return self.run_id
 
     def log_batch(self, **items: Any) -> None:
-        """metrics=, params=, tags= lists, in one request."""
+        """metrics=, params=, tags= lists, in one request (params and tags without secrets)."""
+        if items.get("params"):
+            items["params"] = [Param(p.key, redact_value(p.key, p.value)) for p in items["params"]]
+        if items.get("tags"):
+            items["tags"] = [RunTag(t.key, redact_value(t.key, t.value)) for t in items["tags"]]
         self.write(self.client.log_batch, self.run_id, **items)
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.write(self.client.log_text, self.run_id, text, artifact_file)
+        """A text artifact (config.yaml, overrides.txt, ...), without secrets."""
+        self.write(self.client.log_text, self.run_id, redact_text(text), artifact_file)
 
     def log_dataset(self, name: str, digest: str, source: str, profile: Mapping[str, Any],
                     context: str = "training") -> None:
@@ -252,10 +259,11 @@ class Tracker:
         else:
             text = "".join(traceback.format_exception(error))
             first = f"{type(error).__name__}: {error}"
-        self.write(self.client.log_batch, run_id, tags=[RunTag(tags.ERROR, first[:5000])])
+        self.write(self.client.log_batch, run_id,
+                   tags=[RunTag(tags.ERROR, redact_text(first)[:5000])])
         self.write(self.client.set_terminated, run_id, status)
         try:
-            self.write(self.client.log_text, run_id, text, "error.txt")
+            self.write(self.client.log_text, run_id, redact_text(text), "error.txt")
         except Exception as err:  # the status is set; the text is a bonus
             print(f"nnlab: run {run_id} is {status}; its error.txt could not be stored "
                   f"({type(err).__name__}: {err})", file=sys.stderr, flush=True)
@@ -303,7 +311,12 @@ def remember_unfinished(tracking_uri: str, run_id: str, status: str,
 
 def store_message(tracking_uri: str, err: BaseException, experiment: str | None = None,
                   run_id: str | None = None, retried_s: float = 0.0) -> str:
-    """One paragraph: which store failed, why, and what to do."""
+    """One paragraph: which store failed, why, and what to do (no credentials in it)."""
+    return redact_text(_store_message(tracking_uri, err, experiment, run_id, retried_s))
+
+
+def _store_message(tracking_uri: str, err: BaseException, experiment: str | None,
+                   run_id: str | None, retried_s: float) -> str:
     text = str(err).strip()
     cause = f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
     if is_server(tracking_uri):
@@ -375,6 +388,7 @@ def resume_target(tracker: Tracker, spec: str, overrides: list[str]) -> tuple[An
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.load(path)
+    cfg.mlflow.tracking_uri = tracker.tracking_uri  # its logged copy has the credentials redacted
     ignored = [o for o in overrides if not o.startswith("resume=")]
     if ignored:
         print(f"nnlab: {name} continues with the run's own config; ignoring {' '.join(ignored)}",
