@@ -133,6 +133,8 @@ def test_packed_sweep_logs_each_member_as_its_own_run(all_runs, run_cli, tmp_pat
                      "instruments.enabled=false")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rmsprop has no vectorised version" in result.stdout
+    # as quiet as a solo run: no Lightning INFO lines ("GPU available: ...", tips)
+    assert "GPU available" not in result.stdout + result.stderr
     runs = all_runs(tmp_path)
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     packed = [r for r in runs if PACK_TAG in r.data.tags]

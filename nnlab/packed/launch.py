@@ -44,6 +44,7 @@ from nnlab.packed.checkpoint import PackResume, pack_run_ids
 from nnlab.packed.members import Member, build_members
 from nnlab.packed.plan import members_that_fit, model_unpackable, pack_key, unpackable
 from nnlab.packed.runner import run_pack
+from nnlab.quiet import quiet
 from nnlab.tracking import open_tracker, tags
 from nnlab.tracking.life import job_tags, monitored_value
 
@@ -108,6 +109,7 @@ class PackedSweep:
                initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        quiet()  # importing this module loaded Lightning, which resets its loggers' levels
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs = []
