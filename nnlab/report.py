@@ -291,9 +291,8 @@ class Verdict:
             out.append(fit(f"beats at {ALPHA} (Holm): ", better, "", width))
         if same:
             c = same[0]  # the closest to the best
-            need = "no spread to size it" if c.seeds_needed is None \
-                else f"{c.seeds_needed} seeds would find it at 80% power"
-            tail = (f"; nearest diff {c.diff:+.4f} (detectable now: {c.detectable:.4f}; {need})"
+            need = "" if c.seeds_needed is None else f", {c.seeds_needed} seeds find it"
+            tail = (f"; nearest {c.diff:+.4f} (detectable {c.detectable:.4f}{need})"
                     if not math.isnan(c.detectable) else "; no spread to test")
             out.append(fit("not told apart from it: ", [x.group.label for x in same], tail, width))
         return out
