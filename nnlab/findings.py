@@ -104,7 +104,8 @@ STUDIES = [
                     "converges"),
         Claim("14 layers: the two inits end equal (test accuracy within +-0.01)", "test/acc",
               KAIMING, XAVIER, D14, margin=0.01,
-              paper="14-layer model: 33.82% vs 33.90% top-1 error (ImageNet), no difference"),
+              paper="14-layer model: 33.90% vs 33.82% top-1 error (ImageNet, as issue 21 "
+                    "cites it), no difference"),
         Claim("14 layers: Kaiming's init is ahead after epoch 1 (training accuracy)",
               "train/acc_epoch", KAIMING, XAVIER, D14, epoch=1, primary=False,
               paper="Fig. 2 (22 layers): both converge, theirs starts reducing the error "
