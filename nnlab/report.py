@@ -316,7 +316,7 @@ def add_seeds_command(runs: Sequence[Any], seeds: int = WEAK_N) -> str:
     import shlex
 
     values: dict[str, list[str]] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda r: getattr(r.info, "start_time", 0) or 0):  # sweep order
         for word in shlex.split(run.data.tags.get(tags.OVERRIDES, "")):
             key, _, value = word.partition("=")
             if key in ("seed", "sweep.resume") or key.startswith(("hydra", "+hydra")):
