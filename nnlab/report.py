@@ -299,15 +299,18 @@ class Verdict:
 
 
 def fit(prefix: str, items: Sequence[str], suffix: str, width: int) -> str:
-    """prefix + as many comma-separated items as fit + '(+k more)' + suffix, in `width` columns
-    (the suffix goes when even one item and it do not fit)."""
-    for keep in range(len(items), -1, -1):
+    """prefix + as many comma-separated items as fit + '(+k more)' + suffix in `width` columns;
+    else the count of items, then without the suffix, then cut."""
+    for keep in range(len(items), 0, -1):
         more = f" (+{len(items) - keep} more)" if keep < len(items) else ""
         text = prefix + ", ".join(items[:keep]) + more + suffix
         if len(text) <= width:
             return text
-    text = prefix + (f"{len(items)} options" if items else "")
-    return text if len(text) <= width else text[:width - 3] + "..."
+    count = f"{len(items)} options" if items else ""
+    for text in (prefix + count + suffix, prefix + count):
+        if len(text) <= width:
+            return text
+    return text[:width - 3] + "..."
 
 
 def add_seeds_command(runs: Sequence[Any], seeds: int = WEAK_N) -> str:
