@@ -427,6 +427,10 @@ class TargetResult:
     def outcome(self) -> str:
         if len(self.values) < 2:
             return "untested (n < 2)"
+        if len(set(self.values)) == 1:  # no spread, no t test: every run says it alone
+            on_side = (self.values[0] < self.target.at_least) if self.target.below \
+                else (self.values[0] >= self.target.at_least)
+            return f"{'holds' if on_side else 'contradicted'} (every run; no spread to test)"
         if self.p_holm < ALPHA:
             return "holds"
         return "contradicted" if self.p_other < ALPHA else "not shown (no significant difference)"
@@ -701,6 +705,10 @@ def write_findings(doc: Path, mode: str, seeds: int, sections: list[tuple[Study,
             p = r.p_holm
             lines.append(f"| {study.name} | {text}{kind} | {paper or '-'} | {r.lab()} | {test} | "
                          f"{'-' if p != p else f'{p:.3g}'} | {r.outcome} |")
+    left = [s.name for s in STUDIES if s.name not in {study.name for study, _, _ in sections}]
+    if left:
+        lines += ["", f"Not run for this document: {', '.join(f'`{n}`' for n in left)} "
+                  "(`python -m nnlab.findings --studies <name>` runs one)."]
     lines.append("")
     for _, body, _ in sections:
         lines += body
