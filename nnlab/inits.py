@@ -80,6 +80,12 @@ def normal(w: torch.Tensor, activation: Any, mean: float = 0.0, std: float = 0.0
     nn.init.normal_(w, mean, std)
 
 
+def standard(w: torch.Tensor, activation: Any) -> None:
+    """Glorot & Bengio 2010's "standard" init: U[-1/sqrt(fan_in), 1/sqrt(fan_in)]."""
+    fan_in = w[0].numel()
+    nn.init.uniform_(w, -fan_in ** -0.5, fan_in ** -0.5)
+
+
 def eye(w: torch.Tensor, activation: Any) -> None:
     """Identity for Linear weights, Dirac delta for convolutions."""
     if w.dim() == 2:
@@ -94,8 +100,8 @@ def orthogonal(w: torch.Tensor, activation: Any, gain: float = 1.0) -> None:
 
 WEIGHT_INITS: dict[str, Callable[..., None]] = {
     f.__name__: f for f in (
-        zeros, ones, constant, uniform, normal, eye, xavier, xavier_uniform, xavier_normal,
-        kaiming, kaiming_uniform, kaiming_normal, orthogonal,
+        zeros, ones, constant, uniform, normal, standard, eye, xavier, xavier_uniform,
+        xavier_normal, kaiming, kaiming_uniform, kaiming_normal, orthogonal,
     )
 }
 

@@ -40,6 +40,7 @@ LOSSES: dict[str, LossSpec] = {
     "bce": LossSpec(nn.BCELoss, ("classification",), "onehot", torch.sigmoid),
     "bce_with_logits": LossSpec(nn.BCEWithLogitsLoss, ("classification",), "onehot"),
     "mse": LossSpec(nn.MSELoss, ("classification", "regression"), "onehot", _softmax),
+    "mse_logits": LossSpec(nn.MSELoss, ("classification",), "onehot"),
     "l1": LossSpec(nn.L1Loss, ("classification", "regression"), "onehot", _softmax),
     "smooth_l1": LossSpec(nn.SmoothL1Loss, ("classification", "regression"), "onehot", _softmax),
 }

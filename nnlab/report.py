@@ -38,6 +38,8 @@ CURVES = ("train/loss_epoch", "val/loss", "val/acc", "val/r2")
 MONITORED = tuple(MONITOR_BY_TASK.values())  # what the sweepers optimise
 ALPHA = 0.05  # significance level; the CIs are 1 - ALPHA
 WEAK_N = 5  # fewer seeds than this per option: the verdict is flagged as weak
+POWER = 0.8  # the power at which the detectable difference and the seeds needed are computed
+WIDTH = 100  # the terminal report fits this many columns
 
 
 @dataclass
@@ -105,6 +107,10 @@ class Comparison:
     d: float
     p: float
     p_holm: float = float("nan")
+    sd: float = float("nan")  # of the per-seed differences (paired), else pooled
+    n: int = 0  # seeds per option (the smaller side)
+    detectable: float = float("nan")  # smallest |difference| found at POWER with these seeds
+    seeds_needed: int | None = None  # seeds per option the observed difference would need
 
     @property
     def significant(self) -> bool:
@@ -147,6 +153,77 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(tested) - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def tost(a: Sequence[float], b: Sequence[float], margin: float, paired: bool) -> float:
+    """Two one-sided t tests (Schuirmann): p for "a - b lies within (-margin, +margin)", the
+    larger of the two one-sided p-values (paired: on the per-seed differences; else Welch)."""
+    import numpy as np
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if paired:
+            low = stats.ttest_1samp(x - y, -margin, alternative="greater").pvalue
+            high = stats.ttest_1samp(x - y, margin, alternative="less").pvalue
+        else:
+            low = stats.ttest_ind(x + margin, y, equal_var=False, alternative="greater").pvalue
+            high = stats.ttest_ind(x - margin, y, equal_var=False, alternative="less").pvalue
+    return float(max(low, high))
+
+
+def spread(a: Sequence[float], b: Sequence[float], paired: bool) -> float:
+    """The sd behind Cohen's d: of the per-seed differences (paired), else the pooled sd."""
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if paired:
+        return float(np.std(x - y, ddof=1))
+    pooled = ((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2)
+    return float(np.sqrt(pooled))
+
+
+def _solve(paired: bool, **known: float | None) -> float:
+    """statsmodels' t-test power equation solved for the one argument passed as None (paired:
+    a one-sample t on the differences; else two samples of equal size)."""
+    import numpy as np
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    n = known.pop("nobs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = TTestPower().solve_power(nobs=n, **known) if paired \
+            else TTestIndPower().solve_power(nobs1=n, **known)
+    return float(np.asarray(found).item())
+
+
+def detectable_difference(sd: float, n: int, paired: bool, alpha: float = ALPHA,
+                          power: float = POWER) -> float:
+    """The smallest |difference| a two-sided t test at `alpha` finds with probability `power`
+    with n seeds per option (paired: sd of the differences; else the pooled sd)."""
+    if n < 2 or not sd > 0:
+        return float("nan")
+    return _solve(paired, effect_size=None, nobs=n, alpha=alpha, power=power) * sd
+
+
+def seeds_needed(diff: float, sd: float, paired: bool, alpha: float = ALPHA,
+                 power: float = POWER) -> int | None:
+    """Seeds per option for a two-sided t test at `alpha` to find `diff` with `power` (None:
+    no difference or no spread to size it from)."""
+    if not sd > 0 or not abs(diff) > 0:
+        return None
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    effect = abs(diff) / sd
+    analysis = TTestPower() if paired else TTestIndPower()
+    if analysis.power(effect, 2, alpha) >= power:  # the solver fails below 2; 2 is the least
+        return 2
+    try:
+        n = _solve(paired, effect_size=effect, nobs=None, alpha=alpha, power=power)
+    except (ValueError, RuntimeError):
+        return None
+    return math.ceil(n) if math.isfinite(n) else None
 
 
 @dataclass
@@ -197,6 +274,86 @@ class Verdict:
         if self.weak:
             parts.append(f"weak: fewer than {WEAK_N} seeds per option")
         return f"{head}; " + "; ".join(parts) + "."
+
+
+    def lines(self, width: int = WIDTH) -> list[str]:
+        """The verdict in at most three lines of at most `width` characters (the terminal's)."""
+        best, s = self.best, self.best.summary(self.metric)
+        head = f"{self.metric}: best {best.label} {s.mean:.4f} (n={s.n})"
+        if len(self.ranked) == 1:
+            return [fit(f"{head}; the only option", [], "", width)]
+        if s.n < 2 or not self.comparisons:
+            return [fit(head, [], "", width), "no verdict; run more seeds (n < 2 per option: "
+                    "no spread, no test)"]
+        notes = [f"weak: n < {WEAK_N}"] if self.weak else []
+        if self.untested:
+            notes.append(f"{len(self.untested)} option(s) untested (n < 2)")
+        out = [fit(head + "".join(f"; {n}" for n in notes), [], "", width)]
+        comps = list(self.comparisons.values())
+        better = [c.group.label for c in comps if c.significant]
+        same = [c for c in comps if not c.significant]
+        if better:
+            out.append(fit(f"beats at {ALPHA} (Holm): ", better, "", width))
+        if same:
+            c = same[0]  # the closest to the best
+            need = "" if c.seeds_needed is None else f", {c.seeds_needed} seeds find it"
+            tail = (f"; nearest {c.diff:+.4f} (detectable {c.detectable:.4f}{need})"
+                    if not math.isnan(c.detectable) else "; no spread to test")
+            out.append(fit("not told apart from it: ", [x.group.label for x in same], tail, width))
+        return out
+
+
+def fit(prefix: str, items: Sequence[str], suffix: str, width: int) -> str:
+    """prefix + as many comma-separated items as fit + '(+k more)' + suffix in `width` columns;
+    else the count of items, then without the suffix, then cut."""
+    for keep in range(len(items), 0, -1):
+        more = f" (+{len(items) - keep} more)" if keep < len(items) else ""
+        text = prefix + ", ".join(items[:keep]) + more + suffix
+        if len(text) <= width:
+            return text
+    count = f"{len(items)} options" if items else ""
+    for text in (prefix + count + suffix, prefix + count):
+        if len(text) <= width:
+            return text
+    return text[:width - 3] + "..."
+
+
+def add_seeds_command(runs: Sequence[Any], seeds: int = WEAK_N) -> str:
+    """The multirun that brings each option to `seeds` seeds, rebuilt from the runs' overrides;
+    `sweep.resume=true` skips the runs that already finished."""
+    import shlex
+
+    values: dict[str, list[str]] = {}
+    for run in sorted(runs, key=lambda r: getattr(r.info, "start_time", 0) or 0):  # sweep order
+        for word in shlex.split(run.data.tags.get(tags.OVERRIDES, "")):
+            key, _, value = word.partition("=")
+            if key in ("seed", "sweep.resume") or key.startswith(("hydra", "+hydra")):
+                continue
+            values.setdefault(key, [])
+            if value not in values[key]:
+                values[key].append(value)
+    have = {int(run.data.params.get("seed", 0)) for run in runs}
+    seed_list = sorted(have)
+    candidate = 0
+    while len(seed_list) < max(seeds, len(have)):
+        if candidate not in have:
+            seed_list.append(candidate)
+        candidate += 1
+    words = ["python", "-m", "nnlab", "-m", *(f"{k}={','.join(v)}" for k, v in values.items()),
+             "seed=" + ",".join(map(str, sorted(seed_list))), "sweep.resume=true"]
+    return " ".join(shlex.quote(w) if any(ch in w for ch in " '\"()") else w for w in words)
+
+
+def wrapped(command: str, width: int = WIDTH) -> list[str]:
+    """A shell command over lines of at most `width` columns, joined by backslashes."""
+    lines, line = [], ""
+    for word in command.split(" "):
+        if line and len(line) + 1 + len(word) > width - 2:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line]
 
 
 def describe(c: Comparison) -> str:
@@ -287,15 +444,29 @@ def verdicts(groups: Sequence[Group], metrics: Sequence[str]) -> list[Verdict]:
             else:
                 a, b = g.by_run(metric), best.by_run(metric)
             comparisons[id(g)] = Comparison(g, *t_test(a, b, paired))
+            comparisons[id(g)].sd, comparisons[id(g)].n = spread(a, b, paired), min(len(a), len(b))
+        family = max(1, len(comparisons))
         for c, p in zip(comparisons.values(), holm([c.p for c in comparisons.values()]),
                         strict=True):
             c.p_holm = p
+            paired = c.test == "paired t"
+            c.detectable = detectable_difference(c.sd, c.n, paired, ALPHA / family)
+            c.seeds_needed = seeds_needed(c.diff, c.sd, paired, ALPHA / family)
         found.append(Verdict(metric, ranked, comparisons, untested))
     return found
 
 
+def power_cells(c: Comparison | None) -> list[str]:
+    """The comparison's smallest detectable difference and the seeds its difference needs."""
+    if c is None or math.isnan(c.detectable):
+        return ["", ""]
+    needed = "-" if c.seeds_needed is None else str(c.seeds_needed)
+    return [f"{c.detectable:.4f}", needed]
+
+
 def rows(verdict: Verdict) -> list[list[str]]:
-    """A metric's table rows: option, n, mean, sd, 95% CI, diff vs best [CI], d, p (Holm), test."""
+    """A metric's table rows: option, n, mean, sd, 95% CI, diff vs best [CI], d, p (Holm), test,
+    the smallest difference detectable at 80% power, the seeds the difference would need."""
     out = []
     for g in verdict.ranked:
         s = g.summary(verdict.metric)
@@ -311,30 +482,51 @@ def rows(verdict: Verdict) -> list[list[str]]:
             d = "" if math.isnan(c.d) else f"{c.d:.2f}"
             p = "-" if math.isnan(c.p_holm) else f"{c.p_holm:.3g}" + ("*" if c.significant else "")
             tail = [f"{c.diff:+.4f}{diff_ci}", d, p, c.test]
-        out.append([g.label, str(s.n), f"{s.mean:.4f}", sd, ci, *tail])
+        out.append([g.label, str(s.n), f"{s.mean:.4f}", sd, ci, *tail, *power_cells(c)])
     return out
 
 
 HEADER = ["option", "n", "mean", "sd", "95% CI", "diff vs best [95% CI]", "d", "p (Holm)",
-          "test"]
+          "test", "detectable at 80%", "seeds needed"]
+TERMINAL = ("option", "n", "mean", "sd", "diff vs best", "p (Holm)", "detect.", "seeds")
 
 
-def print_tables(experiment: str, found: Sequence[Verdict]) -> None:
-    """One table per metric, options as rows: it fits the terminal whatever the metric count."""
+def terminal_rows(verdict: Verdict) -> list[list[str]]:
+    """The table's narrow cut for a 100-column terminal (the CIs and tests stay in report.md)."""
+    out = []
+    for row in rows(verdict):
+        diff = row[5].split(" [")[0]
+        out.append([row[0], row[1], row[2], row[3], diff, row[7], row[9], row[10]])
+    return out
+
+
+def print_tables(experiment: str, found: Sequence[Verdict], runs: Sequence[Any] = ()) -> None:
+    """Per metric a narrow table (options as rows) and at most three lines of verdict, all in
+    WIDTH columns; where the seeds are too few, the command that adds them."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=WIDTH)
     for verdict in found:
         table = Table(title=f"{experiment}: {verdict.metric} (final value, over seeds)")
-        for i, name in enumerate(HEADER):
-            table.add_column(name, justify="left" if i == 0 or name == "test" else "right",
-                             overflow="fold")
-        for row in rows(verdict):
+        for i, name in enumerate(TERMINAL):
+            table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
+        for row in terminal_rows(verdict):
             table.add_row(*row)
         console.print(table)
-        console.print(verdict.sentence(), soft_wrap=False)
+        for line in verdict.lines():
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
         console.print()
+    if runs and any(line.startswith("no verdict") for v in found for line in v.lines()):
+        console.print("no verdict; run more seeds. This adds them (finished runs are skipped):",
+                      highlight=False)
+        for line in wrapped(add_seeds_command(runs)):
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
+        console.print()
+    console.print(f"detect.: the smallest difference a t test finds at {POWER:.0%} power with "
+                  "these seeds; seeds: per", highlight=False)
+    console.print("option, what the observed difference would need (both at 0.05 / the "
+                  "comparisons of the metric)", highlight=False)
 
 
 def markdown_table(verdict: Verdict) -> str:
@@ -420,7 +612,7 @@ def write_report(client: Any, experiment: str, out: Path,
     if not metrics:
         raise ReportError(nothing_to_compare(experiment, runs, bool(note)))
     found = verdicts(groups, metrics)
-    print_tables(experiment, found)
+    print_tables(experiment, found, runs)
     out.mkdir(parents=True, exist_ok=True)
     fewest = min(len(g.runs) for g in groups)
     lines = [f"# Study report: {experiment}", "",

@@ -60,3 +60,27 @@ def test_report_aggregates_names_the_winner_and_logs_itself(compose_cfg, study, 
                       "report/layer_gradients.png"}
     assert main(["report_study", "--tracking-uri", uri, "--out", str(out), "--no-log"]) == 0
     assert "| init=zeros | 2 |" in (out / "report.md").read_text()  # the report run is not counted
+
+
+def test_the_cards_sweep_gets_no_verdict_and_the_command_that_adds_seeds(run_cli, store_uri,
+                                                                         tmp_path, capsys) -> None:
+    """The card's sweep (one seed per option, cut to 2 batches): every line of the terminal
+    report fits 100 columns, and the report prints the sweep again with 5 seeds and
+    sweep.resume=true."""
+    sweep = ["model=lenet5", "init=xavier,kaiming", "activation=sigmoid,relu",
+             "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+             "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+             "instruments.enabled=false"]
+    result = run_cli(tmp_path, "-m", *sweep, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main(["nnlab", "--tracking-uri", store_uri(tmp_path), "--out",
+                 str(tmp_path / "report"), "--no-log"]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+    assert "no verdict; run more seeds" in printed
+    command = printed.split("This adds them (finished runs are skipped):\n")[1].split("\n\n")[0]
+    words = " ".join(w.strip().rstrip("\\") for w in command.splitlines()).split()
+    assert words[:4] == ["python", "-m", "nnlab", "-m"]
+    wanted = {w.lower() for w in sweep} | {"seed=0,1,2,3,4", "sweep.resume=true"}
+    assert wanted <= {w.lower() for w in words}  # the tags hold Hydra's False for false

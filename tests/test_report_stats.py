@@ -144,3 +144,103 @@ def test_a_clearly_worse_learning_rate_is_found_significant(compose_cfg, lr_swee
     assert main(["lr_sweep", "--tracking-uri", uri, "--out", str(out), "--no-log",
                  "--all-metrics"]) == 0
     assert "## train/loss_epoch" in (out / "report.md").read_text()
+
+
+# -- equivalence (TOST) and power, against statsmodels and a hand computation -------------------
+
+
+def test_tost_matches_statsmodels_paired_and_welch() -> None:
+    from statsmodels.stats.weightstats import ttost_ind, ttost_paired
+
+    from nnlab.report import tost
+
+    for margin in (0.01, 0.03, 0.05):
+        paired = ttost_paired(np.array(A), np.array(B), -margin, margin)[0]
+        welch = ttost_ind(np.array(A), np.array(B), -margin, margin, usevar="unequal")[0]
+        assert tost(A, B, margin, paired=True) == pytest.approx(paired, rel=1e-9)
+        assert tost(A, B, margin, paired=False) == pytest.approx(welch, rel=1e-9)
+    # by hand: the paired differences 0.03, 0.04, 0.02, 0.04, 0.03 (mean 0.032) lie inside +-0.05
+    diffs = np.subtract(A, B)
+    se = diffs.std(ddof=1) / math.sqrt(5)
+    upper = stats.t.cdf((diffs.mean() - 0.05) / se, 4)  # H0: mean >= +0.05
+    lower = stats.t.sf((diffs.mean() + 0.05) / se, 4)  # H0: mean <= -0.05
+    assert tost(A, B, 0.05, paired=True) == pytest.approx(max(upper, lower))
+    assert tost(A, B, 0.05, paired=True) < 0.05 < tost(A, B, 0.01, paired=True)
+
+
+def power_by_hand(effect: float, n: int, alpha: float, paired: bool) -> float:
+    """Two-sided t test power from the noncentral t (one sample of n differences, or two samples
+    of n each)."""
+    df, nc = (n - 1, effect * math.sqrt(n)) if paired else (2 * n - 2, effect * math.sqrt(n / 2))
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_detectable_difference_has_80_percent_power(paired: bool) -> None:
+    from nnlab.report import detectable_difference
+
+    sd = 0.02
+    for n, alpha in ((5, 0.05), (5, 0.05 / 3), (10, 0.05)):
+        smallest = detectable_difference(sd, n, paired, alpha)
+        assert power_by_hand(smallest / sd, n, alpha, paired) == pytest.approx(0.8, abs=1e-4)
+    assert math.isnan(detectable_difference(sd, 1, paired))
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_seeds_needed_is_the_fewest_with_80_percent_power(paired: bool) -> None:
+    from nnlab.report import seeds_needed
+
+    for diff, sd in ((0.01, 0.02), (0.05, 0.04), (0.003, 0.01)):
+        n = seeds_needed(diff, sd, paired)
+        assert power_by_hand(diff / sd, n, 0.05, paired) >= 0.8
+        assert n == 2 or power_by_hand(diff / sd, n - 1, 0.05, paired) < 0.8
+    assert seeds_needed(0.5, 0.001, paired) == 2  # huge effects: the least a t test can use
+    assert seeds_needed(0.0, 0.01, paired) is None and seeds_needed(0.01, 0.0, paired) is None
+
+
+def test_comparisons_carry_the_power_figures() -> None:
+    from nnlab.report import detectable_difference, seeds_needed, spread
+
+    c_values = [0.905, 0.935, 0.895, 0.945, 0.915]
+    (verdict,) = verdicts([fake_group("a", A), fake_group("b", B), fake_group("c", c_values)],
+                          ["test/acc"])
+    for group, values in ((verdict.ranked[1], c_values), (verdict.ranked[2], B)):
+        c = verdict.comparisons[id(group)]
+        sd = spread(values, A, paired=True)
+        assert c.detectable == pytest.approx(detectable_difference(sd, 5, True, 0.05 / 2))
+        assert c.seeds_needed == seeds_needed(c.diff, sd, True, 0.05 / 2)
+
+
+def test_terminal_verdict_is_three_lines_of_at_most_100_columns() -> None:
+    groups = [fake_group(f"a_very_long_initialisation_name_number_{i}", [0.9 - 0.01 * i + 0.002 * s
+                                                                           for s in range(5)])
+              for i in range(12)]
+    groups.append(fake_group("close", [0.9005, 0.9015, 0.9045, 0.9065, 0.9075]))
+    (verdict,) = verdicts(groups, ["test/acc"])
+    lines = verdict.lines()
+    assert 1 < len(lines) <= 3 and all(len(line) <= 100 for line in lines)
+    assert lines[1].startswith("beats at 0.05 (Holm): ") and "more)" in lines[1]
+    assert "not told apart from it: " in lines[2] and "seeds find it)" in lines[2]
+
+
+def test_one_seed_per_option_says_no_verdict_and_the_command_that_adds_seeds() -> None:
+    from nnlab.report import add_seeds_command, wrapped
+
+    runs = []
+    for i, (init, act) in enumerate([(i, a) for i in ("xavier", "kaiming")
+                                     for a in ("sigmoid", "relu")]):
+        runs.append(SimpleNamespace(
+            info=SimpleNamespace(run_id=str(i)),
+            data=SimpleNamespace(params={"seed": "0", "init.name": init}, metrics={},
+                                 tags={"nnlab.overrides": f"model=lenet5 init={init} "
+                                                          f"activation={act}"})))
+    assert add_seeds_command(runs) == ("python -m nnlab -m model=lenet5 init=xavier,kaiming "
+                                       "activation=sigmoid,relu seed=0,1,2,3,4 "
+                                       "sweep.resume=true")
+    (verdict,) = verdicts([fake_group("xavier", [0.92]), fake_group("kaiming", [0.90])],
+                          ["test/acc"])
+    assert verdict.lines()[1].startswith("no verdict; run more seeds")
+    long = add_seeds_command(runs) + "".join(f" some.key{i}=value{i}" for i in range(30))
+    assert all(len(line) <= 100 for line in wrapped(long))
+    assert " ".join(w.rstrip("\\").strip() for w in wrapped(long)).split() == long.split()

@@ -1,9 +1,11 @@
 """The studies in experiments/: every job of every sweep composes and validates; one quick study
-runs for real through the CLI (two processes in parallel with the joblib launcher)."""
+runs for real through the CLI (two processes in parallel with the joblib launcher); each paper's
+study runs end to end in quick mode through `nnlab.findings` (2 seeds), claims and figures."""
 
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 from hydra import compose
@@ -12,7 +14,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from nnlab.config import validate
 
 STUDIES = ["init_study", "activation_study", "loss_study", "loss_regression_study",
-           "optimizer_study", "dropout_study", "lenet5_mnist"]
+           "optimizer_study", "dropout_study", "lenet5_mnist", "he_init_study",
+           "glorot_init_study", "lenet5_card", "lenet5_kaiming_sgd"]
 
 
 def sweep_grid(compose_cfg, experiment: str) -> tuple[dict, list[list[str]]]:
@@ -44,19 +47,36 @@ def test_every_job_of_a_study_validates(compose_cfg, experiment: str) -> None:
     assert quick.trainer.limit_train_batches is not None
 
 
-def test_init_study_covers_the_issue(compose_cfg) -> None:
-    params, jobs = sweep_grid(compose_cfg, "init_study")
-    assert set(params["init"].split(",")) == {"zeros", "constant", "standard_normal", "uniform",
-                                             "xavier_normal", "kaiming_normal"}
-    assert len(jobs) == 6 * 2 * 2 * 3
-    cfg = compose_cfg(["experiment=init_study", "model=deep_mlp", "init=standard_normal"])
-    assert len(cfg.model.hidden) >= 8 and cfg.init.std == 1.0
+def test_deep_mlp_takes_its_depth_and_width_from_the_command_line(compose_cfg) -> None:
+    from torch import nn
+
+    from nnlab.engine.build import build_model
+
+    for overrides, depth, width in (([], 10, 64), (["model.depth=30", "model.width=128"], 30,
+                                                   128)):
+        cfg = compose_cfg(["model=deep_mlp", *overrides])
+        validate(cfg)
+        linears = [m for m in build_model(cfg, (1, 28, 28), 10).modules()
+                   if isinstance(m, nn.Linear)]
+        assert len(linears) == depth + 1  # the hidden layers and the head
+        assert {m.out_features for m in linears[:-1]} == {width}
+
+
+def test_he_init_study_sweeps_the_papers_depths(compose_cfg) -> None:
+    params, jobs = sweep_grid(compose_cfg, "he_init_study")
+    assert params["model.depth"] == "13,29" and params["init"] == "xavier_normal,kaiming_normal"
+    cfg = compose_cfg(["experiment=he_init_study"])
+    assert (cfg.model.width, cfg.batch_size, cfg.optimizer.lr, cfg.optimizer.momentum) == (
+        128, 128, 0.01, 0.9)
+    assert len(jobs) == 2 * 2 * 5
 
 
 def test_quick_study_runs_in_parallel_into_one_experiment(all_runs, run_cli, tmp_path) -> None:
-    """A slice of optimizer_study (2 optimisers, 1 seed) with the joblib launcher, 2 jobs."""
+    """A slice of optimizer_study (2 optimisers, 1 seed; the offline digits instead of MNIST)
+    with the joblib launcher, 2 jobs."""
     result = run_cli(tmp_path, "-m", "experiment=optimizer_study", "study.mode=quick",
                      "optimizer=sgd_plain,adam", "seed=0", "trainer.max_epochs=1",
+                     "dataset=digits",
                      "study.quick.limit_train_batches=3", "hydra/launcher=joblib",
                      "hydra.launcher.n_jobs=2", timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,7 +87,7 @@ def test_quick_study_runs_in_parallel_into_one_experiment(all_runs, run_cli, tmp
         assert run.data.params["study.mode"] == "quick"
         assert run.data.params["trainer.limit_train_batches"] == "3"
         assert 0.0 <= run.data.metrics["test/acc"] <= 1.0
-        assert run.data.metrics["grad_norm/features.0"] > 0  # the instruments ran
+        assert run.data.metrics["grad_norm/net.1"] > 0  # the instruments ran
 
 
 @pytest.mark.slow
@@ -86,3 +106,45 @@ def test_optuna_search_runs_with_the_installed_optuna(all_runs, run_cli, tmp_pat
         assert run.data.params["init.name"] in {"default", "xavier_normal", "kaiming_normal"}
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(r.data.metrics["val/acc"] for r in runs))
+
+
+PAPER_STUDIES = ["he_init_study", "glorot_init_study", "activation_study", "dropout_study",
+                 "optimizer_study", "loss_study", "init_study", "lenet5_card",
+                 "lenet5_kaiming_sgd"]
+FIGURES = {"he_init_study": ["he_training_error.png"],
+           "glorot_init_study": ["glorot_fig2_activations.png", "glorot_fig6_init.png",
+                                 "glorot_fig7_init.png"]}
+CUTS = {"init_study": ["init=zeros,kaiming_normal"], "lenet5_card": ["activation=relu"],
+        "lenet5_kaiming_sgd": ["init=default,kaiming", "optimizer.lr=0.05",
+                               "optimizer.momentum=0.9"]}
+
+
+@pytest.mark.parametrize("study", PAPER_STUDIES)
+def test_a_papers_study_runs_end_to_end_in_quick_mode(study, shared_data, tmp_path,
+                                                      monkeypatch) -> None:
+    """2 seeds, quick mode, one epoch of 3 batches: every claim gets a verdict line with the
+    paper's statement, the findings say quick mode, the papers' figures exist and reach MLflow."""
+    from mlflow.tracking import MlflowClient
+
+    from nnlab.findings import BY_NAME, main
+
+    monkeypatch.setenv("NNLAB_DATA", str(shared_data))
+    doc, store = tmp_path / "findings.md", tmp_path / "store"
+    extra = ["study.quick.max_epochs=1", "study.quick.limit_train_batches=3",
+             "instruments.plots=false", *CUTS.get(study, [])]
+    assert main(["--mode", "quick", "--studies", study, "--seeds", "2", "--store", str(store),
+                 "--out", str(doc), "--extra", " ".join(extra)]) == 0
+    text = doc.read_text()
+    assert "**Quick mode, seeds 0,1 (quick-mode numbers: a smoke test" in text
+    for claim in [*BY_NAME[study].claims, *BY_NAME[study].targets]:
+        line = next(x for x in text.splitlines() if x.startswith("- **") and claim.text in x)
+        assert re.match(r"- \*\*(holds|equivalent|not shown|contradicted|untested|untestable)",
+                        line), line
+        assert not claim.paper or f"Paper: {claim.paper}." in line
+    client = MlflowClient(f"sqlite:///{store}/{study}/mlflow.db")
+    reports = client.search_runs([client.get_experiment_by_name(f"{study} reports")
+                                  .experiment_id])
+    logged = {a.path for a in client.list_artifacts(reports[0].info.run_id, "report")}
+    for name in FIGURES.get(study, []):
+        assert (doc.with_suffix("") / study / name).stat().st_size > 10_000
+        assert f"report/{name}" in logged and f"]({doc.stem}/{study}/{name})" in text

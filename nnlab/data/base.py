@@ -147,7 +147,8 @@ class TensorDataModule(pl.LightningDataModule):
     Every data set gets: inputs standardised with the train split's mean/std (per channel for
     images, per feature for vectors; `mean`/`std` keep them), a val split drawn by the run's
     seed, `channels`/`resize` to fit an image model, `crop_padding`/`hflip` batch-wise training
-    augmentation, and `in_memory` batching (auto: on when the data fits the device).
+    augmentation, `in_memory` batching (auto: on when the data fits the device) and
+    `train_size`, which keeps the first N examples of the seeded train split (a small-data regime).
     """
 
     name = "base"
@@ -168,8 +169,10 @@ class TensorDataModule(pl.LightningDataModule):
         normalize: bool = True,
         crop_padding: int = 0,
         hflip: bool = False,
+        train_size: int | None = None,
     ) -> None:
         super().__init__()
+        self.train_size = train_size
         self.batch_size = batch_size
         self.seed = seed
         self.val_fraction = val_fraction
@@ -219,7 +222,7 @@ class TensorDataModule(pl.LightningDataModule):
             self.num_classes = self.classes or int(max(pool.y.max(), test.y.max())) + 1
         n_val = max(1, round(len(pool.x) * self.val_fraction))
         order = torch.randperm(len(pool.x), generator=torch.Generator().manual_seed(self.seed))
-        val_idx, train_idx = order[:n_val], order[n_val:]
+        val_idx, train_idx = order[:n_val], order[n_val:][:self.train_size]
         train = Split(pool.x[train_idx], pool.y[train_idx])
         val = Split(pool.x[val_idx], pool.y[val_idx])
         if self.normalize:

@@ -78,3 +78,21 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class DeepMLP(MLP):
+    """A deep plain net: `depth` hidden layers of `width` units each (no BatchNorm), so one
+    sweep walks the depth: `model=deep_mlp model.depth=5,10,30 model.width=128`."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_outputs: int,
+        activation: Callable[[], nn.Module],
+        depth: int = 10,
+        width: int = 64,
+        dropout: float = 0.0,
+        output: str | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(input_shape, num_outputs, activation, hidden=[width] * depth,
+                         dropout=dropout, output=output)
