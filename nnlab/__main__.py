@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nnlab.config import register_configs
-from nnlab.config.launch import forget_new_folders
+from nnlab.config.launch import LaunchRefused, forget_new_folders
 from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError, Diverged, NnlabError
 from nnlab.quiet import quiet
@@ -80,6 +80,9 @@ def main() -> None:
     quiet()
     try:
         task()
+    except LaunchRefused as refused:  # a Hydra callback's check, before anything was made
+        print(f"nnlab: error: {config_error_message(refused.error)}", file=sys.stderr)
+        sys.exit(refused.error.exit_code)
     except KeyboardInterrupt:
         if "nnlab.tracking.parent" in sys.modules:  # a sweep: its own run ends KILLED too
             sys.modules["nnlab.tracking.parent"].kill_open_parent_runs()

@@ -513,16 +513,13 @@ def layer_values_at_init(overrides: Sequence[str], examples: int = 512
     """The study's net as initialised (seed 0): each hidden layer's activation values and
     back-propagated gradients (d loss / d pre-activation) on a batch of training images."""
     import torch
-    from hydra import compose, initialize_config_dir
 
     # lazy: building the net loads torch and Lightning, only for this figure
-    from nnlab.__main__ import config_dir
-    from nnlab.config import register_configs, validate
+    from nnlab.api import compose
+    from nnlab.config import validate
     from nnlab.engine.build import build_datamodule, build_model, data_info
 
-    register_configs()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", list(overrides))
+    cfg = compose(*overrides)
     validate(cfg)
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg)

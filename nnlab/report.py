@@ -708,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NnlabError as err:
         print(f"nnlab.report: error: {err}", file=sys.stderr)
         return 2
-    print(f"nnlab.report: wrote {path} and {path.with_suffix('.html')}")
+    print(f"nnlab.report: wrote {path}\nnnlab.report: wrote {path.with_suffix('.html')}")
     if not args.no_log:
         print(f"nnlab.report: logged as run {log_report(client, args.experiment, out)}")
     return 0

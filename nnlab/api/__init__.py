@@ -11,7 +11,7 @@ from nnlab.quiet import quiet
 quiet()  # first: importing MLflow and Lightning warns about what a user cannot act on
 
 from nnlab.api._compare import Report, compare  # noqa: E402
-from nnlab.api._hydra import sweep, train  # noqa: E402
+from nnlab.api._hydra import compose, sweep, train  # noqa: E402
 from nnlab.api._results import RunResult, SweepResult  # noqa: E402
 
-__all__ = ["Report", "RunResult", "SweepResult", "compare", "sweep", "train"]
+__all__ = ["Report", "RunResult", "SweepResult", "compare", "compose", "sweep", "train"]

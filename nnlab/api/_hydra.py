@@ -19,14 +19,16 @@ from hydra._internal.utils import create_config_search_path
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking._tracking_service import utils as mlflow_stores  # its store cache
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 
 # The CLI's own job function and config folder: the API runs exactly what `python -m nnlab`
 # runs. Importing it also registers nnlab's schema with Hydra and its warning filter.
 from nnlab.__main__ import config_dir, job
 from nnlab.api._results import RunResult, SweepResult
+from nnlab.config.launch import LaunchRefused
 from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError
 from nnlab.jobs.records import read_jobs, summary
@@ -61,6 +63,16 @@ def hydra_app(user_config_dir: str | Path | None = None) -> Iterator[Hydra]:
         global_hydra.clear()
         if callers is not None:
             global_hydra.initialize(callers)
+
+
+def compose(*overrides: str, config_dir: str | Path | None = None) -> DictConfig:
+    """The config `python -m nnlab OVERRIDES` would run, composed and nothing run (no hydra
+    node), whatever Hydra state the caller has."""
+    with hydra_app(config_dir) as app:
+        cfg = app.compose_config(CONFIG_NAME, [*NO_LOGGING, *overrides], run_mode=RunMode.RUN)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 _LAST_CWD: list[Path] = []
@@ -135,6 +147,8 @@ def train(*overrides: str, config_dir: str | Path | None = None) -> RunResult:
         with hydra_app(config_dir) as app:
             app.run(CONFIG_NAME, one_run, _overrides(overrides, "RUN"),
                     with_log_configuration=False)
+    except LaunchRefused as refused:  # checked before Hydra made anything
+        raise ConfigError(config_error_message(refused.error)) from None
     except Exception as err:  # composition: a bad override, option or value
         message = config_error_message(err)
         if message is None:
@@ -181,6 +195,8 @@ def sweep(*overrides: str, launcher: str | None = None,
         with hydra_app(config_dir) as app:
             app.multirun(CONFIG_NAME, job, _overrides(overrides, "MULTIRUN", *chosen, watch),
                          with_log_configuration=False)
+    except LaunchRefused as refused:
+        raise ConfigError(config_error_message(refused.error)) from None
     except KeyboardInterrupt:
         kill_open_parent_runs()  # the jobs' own runs are already KILLED, as the CLI's
         raise

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
 from nnlab.config.checks import check_launch, validate
-from nnlab.config.messages import config_error_message
 from nnlab.errors import ConfigError
 
 # run folder -> the highest of its folders that did not exist before Hydra made them
@@ -50,14 +48,22 @@ def forget_new_folders(folder: str | Path) -> None:
         path.rmdir()
 
 
+class LaunchRefused(BaseException):
+    """A ConfigError raised out of a Hydra callback. A BaseException, because Hydra turns a
+    callback's Exception into a warning and goes on; `python -m nnlab` prints `error` as its
+    one paragraph (exit 2), nnlab.train / nnlab.sweep raise it."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def refusing(check: Callable[[], None]) -> None:
-    """Run `check`; a ConfigError ends the process here with nnlab's paragraph and exit 2
-    (Hydra turns an exception raised in a callback into a warning and goes on)."""
+    """Run `check`; a ConfigError stops the launch before Hydra makes anything (LaunchRefused)."""
     try:
         check()
     except ConfigError as err:
-        print(f"nnlab: error: {config_error_message(err)}", file=sys.stderr, flush=True)
-        sys.exit(err.exit_code)
+        raise LaunchRefused(err) from None
 
 
 def _validate_task(config: DictConfig) -> None:
