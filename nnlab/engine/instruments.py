@@ -16,7 +16,7 @@ histograms as initialised, learning curves, a confusion matrix (classification) 
 inputs, the decision boundary; conv nets: the first conv layer's kernels at init and after
 training, and the feature maps of one test image through every conv layer; 2-D classification
 data: the decision boundary over training as a strip of frames and a GIF (figures drawn by
-nnlab.plots).
+nnlab.figures, each kind built once per process and drawn again with new data).
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from nnlab.activations import Activation, spec_of
+from nnlab.figures import (
+    boundary_gif,
+    boundary_strip,
+    confusion_matrix,
+    decision_boundary,
+    feature_maps,
+    kernel_grid,
+    learning_curves,
+    png_bytes,
+    weight_histograms,
+)
 from nnlab.tracking import tags
 
 BOUNDARY_FRAMES = 8  # decision-boundary snapshots over training (init included)
@@ -249,8 +260,6 @@ class Instruments(Callback):
                 warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
-        from nnlab.figures import weight_histograms
-
         self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
         self.init_histograms = []
 
@@ -276,13 +285,6 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
               frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
     """Every end-of-run figure of one trained model; `artifact(filename, draw, *args)` logs one
     (`model`: the bare net, `predict`: what maps inputs to scores, often the same)."""
-    from nnlab.figures import (
-        confusion_matrix,
-        decision_boundary,
-        learning_curves,
-        weight_histograms,
-    )
-
     if init_histograms:
         artifact("weights_at_init.png", weight_histograms, init_histograms)
     if tracker is not None:
@@ -300,8 +302,6 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
     if train.x.dim() == 2 and train.x.shape[1] == 2:
         artifact("decision_boundary.png", decision_boundary, predict, train.x, train.y)
         if len(frames) > 1:
-            from nnlab.figures import boundary_gif, boundary_strip
-
             points = (train.x.cpu(), train.y.cpu())
             artifact("decision_boundary_frames.png", boundary_strip, frames, extent, *points)
             artifact("decision_boundary.gif", boundary_gif, frames, extent, *points)
@@ -310,8 +310,6 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
 def conv_plots(artifact: Callable[..., None], model: nn.Module, datamodule: Any,
                init_kernels: torch.Tensor | None) -> None:
     """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
-    from nnlab.figures import feature_maps, kernel_grid
-
     conv = first_conv(model)
     if conv is None:
         return
@@ -335,14 +333,7 @@ def log_figure(tracker: Any, folder: Path, filename: str, draw: Callable[..., An
         target = Path(tmp) if tracker is not None else folder
         target.mkdir(parents=True, exist_ok=True)
         path = target / filename
-        figure = draw(*args)
-        if isinstance(figure, bytes):  # already encoded (a GIF)
-            path.write_bytes(figure)
-        else:
-            figure.savefig(path, dpi=90)
-            import matplotlib.pyplot as plt
-
-            plt.close(figure)
+        path.write_bytes(png_bytes(draw(*args)))  # PNG/GIF bytes, or a Figure to encode
         if tracker is not None:
             tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
 
