@@ -1,6 +1,6 @@
 """Where a run's instruments figures spend their time, per figure, in one process.
 
-    python bench/figures.py [--repeats R] [--out bench/results.md]
+    python bench/figures.py [--repeats R] [--before TREE] [--out bench/results.md]
 
 Trains two real runs with the instruments on (an MLP on moons, 50 epochs: weights at init,
 learning curves, confusion matrix, decision boundary, its frames and GIF; LeNet-5 on digits, 2
@@ -9,12 +9,15 @@ epochs: + kernels at init and trained, feature maps), timing every `log_figure` 
 of the end-of-run figures (`Instruments._end_plots`, which also reads the learning curves'
 metric histories back). The first run pays matplotlib's import; later runs in the process do
 not, as a sweep's do. Then the default `python -m nnlab` (LeNet-5 on digits) as a process: its
-wall time and the seconds it spends in the figures (the pictures' share).
+wall time and the seconds it spends in the figures (the pictures' share). With `--before TREE`
+(another checkout of nnlab, e.g. `git archive main | tar -x -C TREE`) both trees are measured
+in the same run, in alternating fresh processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -26,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 RUNS = {
     "mlp on moons, 50 epochs": ["model=mlp", "dataset=moons", "trainer.max_epochs=50"],
@@ -56,15 +58,15 @@ finally:
 """
 
 
-def timed_figures(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+def timed_figures(repeats: int) -> dict[str, dict[str, list[float]]]:
     """Per run and figure: [draw, encode, log, total] seconds of each repeat."""
     import matplotlib.figure
     from mlflow.tracking import MlflowClient
 
-    from nnlab.config import register_configs  # noqa: F401  (the schema for compose)
+    import nnlab
     from nnlab.engine import instruments, train_one
 
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(Path(nnlab.__file__).parents[1] / "tests"))  # the measured tree's
     from conftest import _compose_cfg
 
     found: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
@@ -100,7 +102,6 @@ def timed_figures(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list
         found[run_name]["all end-of-run figures"].append([0, 0, 0, time.perf_counter() - start])
 
     instruments.Instruments._end_plots = whole
-    notes = []
     try:
         for repeat in range(repeats + 1):  # the first round pays matplotlib's import
             for run_name_, overrides in RUNS.items():
@@ -119,7 +120,7 @@ def timed_figures(repeats: int) -> tuple[dict[str, dict[str, list[float]]], list
         MlflowClient.log_artifact = real_log_artifact
         instruments.Instruments._end_plots = end_plots
     return {run: {fig: [statistics.median(t[i] for t in times) for i in range(4)]
-                  for fig, times in figs.items()} for run, figs in found.items()}, notes
+                  for fig, times in figs.items()} for run, figs in found.items()}
 
 
 def default_run_share(repeats: int) -> list[tuple[float, float]]:
@@ -131,37 +132,72 @@ def default_run_share(repeats: int) -> list[tuple[float, float]]:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", TIMED_CLI, "trainer.enable_progress_bar=false"],
                            cwd=tmp, check=True, capture_output=True,
-                           env={**os.environ, "PYTHONPATH": str(REPO),
-                                "FIGURES_FILE": str(out)})
+                           env={**os.environ, "FIGURES_FILE": str(out)})
             found.append((time.perf_counter() - start, float(out.read_text())))
     return found
+
+
+def worker(repeats: int) -> None:
+    """Measure this tree (the one on PYTHONPATH) and print the figures as JSON."""
+    figures = timed_figures(repeats)
+    print(json.dumps({"figures": figures, "default": default_run_share(repeats)}))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--before", default=None,
+                        help="another tree of nnlab (e.g. a `git archive` of main) measured "
+                             "in the same run, alternating with this one")
     parser.add_argument("--out", default=str(REPO / "bench" / "results.md"))
-    parser.add_argument("--label", default="", help="a word on what this measures (before/after)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return worker(args.repeats)
 
+    trees = {"after": REPO} if args.before is None else {"before": Path(args.before), "after": REPO}
     load = os.getloadavg()[0]
-    figures, _ = timed_figures(args.repeats)
-    lines = [f"## Figures per run {args.label} ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+    found: dict[str, list[dict]] = {label: [] for label in trees}
+    for _ in range(args.repeats):  # alternated, so both trees see the same load
+        for label, tree in trees.items():
+            out = subprocess.run([sys.executable, __file__, "--worker", "--repeats", "1"],
+                                 capture_output=True, text=True, check=True,
+                                 env={**os.environ, "PYTHONPATH": str(tree)})
+            found[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    labels = list(trees)
+    first = found[labels[-1]][0]["figures"]
+    lines = [f"## Figures per run ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
              f"bench/figures.py)", "",
-             f"- load average at start {load:.1f}; medians of {args.repeats} (first-in-process "
-             "rows: 1)", "",
-             "| run | figure | draw s | encode s | log s | total s |", "|---|---|---|---|---|---|"]
-    for run, figs in figures.items():
-        for fig, (draw, encode, log, total) in figs.items():
-            lines.append(f"| {run} | {fig} | {draw:.3f} | {encode:.3f} | {log:.3f} | "
-                         f"{total:.3f} |")
-    shares = default_run_share(args.repeats)
-    wall = statistics.median(w for w, _ in shares)
-    spent = statistics.median(s for _, s in shares)
-    lines += ["", f"- default `python -m nnlab` (LeNet-5 on digits): wall {wall:.2f} s, figures "
-              f"{spent:.2f} s = **{100 * spent / wall:.1f}%** of the wall time (each repeat: "
-              + ", ".join(f"{s:.2f}/{w:.2f}" for w, s in shares) + ")",
-              f"- load average at end {os.getloadavg()[0]:.1f}", ""]
+             "- trees: " + ", ".join(f"{k} = {v}" for k, v in trees.items()) +
+             f"; load average at start {load:.1f}; seconds, median of {args.repeats} "
+             "processes (each a fresh process: the first run in it pays matplotlib's start)", "",
+             "| run | figure | " + " | ".join(f"{k} s" for k in labels) +
+             (" | after / before |" if len(labels) > 1 else " |"),
+             "|---|---|" + "---|" * (len(labels) + (len(labels) > 1))]
+
+    def med(label: str, run: str, fig: str) -> float:
+        return statistics.median(r["figures"][run][fig][3] for r in found[label])
+
+    for run, figs in first.items():
+        for fig in figs:
+            values = [med(label, run, fig) for label in labels]
+            ratio = f" | {values[1] / values[0]:.2f} |" if len(values) > 1 else " |"
+            lines.append(f"| {run} | {fig} | " + " | ".join(f"{v:.3f}" for v in values) + ratio)
+    split = found[labels[0]][0]["figures"]
+    lines += ["", f"Where the {labels[0]} time goes (first repeat; draw = the figure function, "
+              "encode = matplotlib's savefig outside it, log = MLflow's log_artifact):", "",
+              "| run | figure | draw s | encode s | log s |", "|---|---|---|---|---|"]
+    lines += [f"| {run} | {fig} | {d:.3f} | {e:.3f} | {g:.3f} |" for run, figs in split.items()
+              for fig, (d, e, g, _) in figs.items() if fig.endswith((".png", ".gif"))]
+    lines.append("")
+    for label in labels:
+        shares = [share for r in found[label] for share in r["default"]]
+        wall = statistics.median(w for w, _ in shares)
+        spent = statistics.median(s for _, s in shares)
+        lines.append(f"- {label}: default `python -m nnlab` (LeNet-5 on digits, 10 epochs): wall "
+                     f"{wall:.2f} s, figures {spent:.2f} s = **{100 * spent / wall:.1f}%** of the "
+                     "wall time (each: " + ", ".join(f"{s:.2f}/{w:.2f}" for w, s in shares) + ")")
+    lines += [f"- load average at end {os.getloadavg()[0]:.1f}", ""]
     print("\n".join(lines))
     with Path(args.out).open("a") as handle:
         handle.write("\n".join(lines) + "\n\n")
