@@ -32,17 +32,6 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from nnlab.activations import Activation, spec_of
-from nnlab.figures import (
-    boundary_gif,
-    boundary_strip,
-    confusion_matrix,
-    decision_boundary,
-    feature_maps,
-    kernel_grid,
-    learning_curves,
-    png_bytes,
-    weight_histograms,
-)
 from nnlab.tracking import tags
 
 BOUNDARY_FRAMES = 8  # decision-boundary snapshots over training (init included)
@@ -260,6 +249,9 @@ class Instruments(Callback):
                 warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
+        # lazy: matplotlib and torch load only when a figure is drawn
+        from nnlab.figures import weight_histograms
+
         self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
         self.init_histograms = []
 
@@ -285,6 +277,14 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
               frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
     """Every end-of-run figure of one trained model; `artifact(filename, draw, *args)` logs one
     (`model`: the bare net, `predict`: what maps inputs to scores, often the same)."""
+    # lazy: matplotlib and torch load only when a figure is drawn
+    from nnlab.figures import (
+        confusion_matrix,
+        decision_boundary,
+        learning_curves,
+        weight_histograms,
+    )
+
     if init_histograms:
         artifact("weights_at_init.png", weight_histograms, init_histograms)
     if tracker is not None:
@@ -302,6 +302,9 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
     if train.x.dim() == 2 and train.x.shape[1] == 2:
         artifact("decision_boundary.png", decision_boundary, predict, train.x, train.y)
         if len(frames) > 1:
+            # lazy: matplotlib and torch load only when a figure is drawn
+            from nnlab.figures import boundary_gif, boundary_strip
+
             points = (train.x.cpu(), train.y.cpu())
             artifact("decision_boundary_frames.png", boundary_strip, frames, extent, *points)
             artifact("decision_boundary.gif", boundary_gif, frames, extent, *points)
@@ -310,6 +313,9 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
 def conv_plots(artifact: Callable[..., None], model: nn.Module, datamodule: Any,
                init_kernels: torch.Tensor | None) -> None:
     """First-layer kernels at init and trained; feature maps of test image 0 per conv."""
+    # lazy: matplotlib and torch load only when a figure is drawn
+    from nnlab.figures import feature_maps, kernel_grid
+
     conv = first_conv(model)
     if conv is None:
         return
@@ -329,6 +335,9 @@ def log_figure(tracker: Any, folder: Path, filename: str, draw: Callable[..., An
                *args: Any) -> None:
     """Draw a figure into a PNG and log it to the run under instruments/ (without a run: save
     it in `folder`)."""
+    # lazy: matplotlib and torch load only when a figure is drawn
+    from nnlab.figures import png_bytes
+
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) if tracker is not None else folder
         target.mkdir(parents=True, exist_ok=True)
