@@ -88,7 +88,7 @@ def _all_runs(cwd: Path, experiment: str = "nnlab", parents: bool = False) -> li
     return [r for r in runs if (r.data.tags.get("mlflow.source.name") == "nnlab sweep") is parents]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real MNIST / Fashion-MNIST); the test is skipped where it is absent."""
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():

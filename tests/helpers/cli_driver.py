@@ -61,7 +61,23 @@ def environment(cwd: str, env: dict[str, str]):
                 os.environ[key] = value
 
 
+def fresh_stores() -> None:
+    """Forget MLflow's stores: it keeps one store and one database engine per URI string for the
+    process, and the default URI (sqlite:///mlruns/mlflow.db) is relative to each case's folder;
+    each case opens its own, as a new process would."""
+    if "mlflow" not in sys.modules:
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+
+    for engine in SqlAlchemyStore._engine_map.values():
+        engine.dispose()
+    SqlAlchemyStore._engine_map.clear()
+    TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+
+
 def run(case: dict) -> dict:
+    fresh_stores()
     result: dict = {"args": case["args"], "code": 0}
     start = time.monotonic()
     with environment(case["cwd"], case.get("env", {})), captured(result):
