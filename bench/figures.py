@@ -7,11 +7,12 @@ learning curves, confusion matrix, decision boundary, its frames and GIF; LeNet-
 epochs: + kernels at init and trained, feature maps), timing every `log_figure` call: drawing
 (the figure function), encoding (savefig / GIF), logging (MLflow's log_artifact); and the whole
 of the end-of-run figures (`Instruments._end_plots`, which also reads the learning curves'
-metric histories back). The first run pays matplotlib's import; later runs in the process do
-not, as a sweep's do. Then the default `python -m nnlab` (LeNet-5 on digits) as a process: its
-wall time and the seconds it spends in the figures (the pictures' share). With `--before TREE`
-(another checkout of nnlab, e.g. `git archive main | tar -x -C TREE`) both trees are measured
-in the same run, in alternating fresh processes.
+metric histories back). Times are CPU seconds of the process (time.process_time), which the
+other jobs of a shared machine disturb far less than wall time. The first run pays
+matplotlib's import; later runs in the process do not, as a sweep's do. Then the default
+`python -m nnlab` (LeNet-5 on digits) as a process: its CPU seconds in all and in the figures
+(the pictures' share). With `--before TREE` (another checkout of nnlab, e.g. `git archive main
+| tar -x -C TREE`) both trees are measured in the same run, in alternating fresh processes.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ from nnlab.engine import instruments
 spent = [0.0]
 def timed(method):
     def wrapper(*args, **kwargs):
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             return method(*args, **kwargs)
         finally:
-            spent[0] += time.perf_counter() - start
+            spent[0] += time.process_time() - start
     return wrapper
 instruments.Instruments._end_plots = timed(instruments.Instruments._end_plots)
 instruments.Instruments._init_plot = timed(instruments.Instruments._init_plot)
@@ -76,18 +77,18 @@ def timed_figures(repeats: int) -> dict[str, dict[str, list[float]]]:
 
     def clocked(key: str, fn):
         def wrapper(*args, **kwargs):
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                current[key] = current.get(key, 0.0) + time.perf_counter() - start
+                current[key] = current.get(key, 0.0) + time.process_time() - start
         return wrapper
 
     def log_figure(tracker, folder, filename, draw, *args):
         current.clear()
-        start = time.perf_counter()
+        start = time.process_time()
         real_log_figure(tracker, folder, filename, clocked("draw", draw), *args)
-        total = time.perf_counter() - start
+        total = time.process_time() - start
         found[run_name][filename].append([current.get("draw", 0.0), current.get("encode", 0.0),
                                           current.get("log", 0.0), total])
 
@@ -97,9 +98,9 @@ def timed_figures(repeats: int) -> dict[str, dict[str, list[float]]]:
     end_plots = instruments.Instruments._end_plots
 
     def whole(self, trainer, pl_module):
-        start = time.perf_counter()
+        start = time.process_time()
         end_plots(self, trainer, pl_module)
-        found[run_name]["all end-of-run figures"].append([0, 0, 0, time.perf_counter() - start])
+        found[run_name]["all end-of-run figures"].append([0, 0, 0, time.process_time() - start])
 
     instruments.Instruments._end_plots = whole
     try:
@@ -111,10 +112,10 @@ def timed_figures(repeats: int) -> dict[str, dict[str, list[float]]]:
                                         "trainer.enable_progress_bar=false",
                                         f"mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db",
                                         f"mlflow.artifact_root={tmp}/artifacts"])
-                    start = time.perf_counter()
+                    start = time.process_time()
                     train_one(cfg, output_dir=Path(tmp))
                     found[run_name]["the whole run (train_one)"].append(
-                        [0, 0, 0, time.perf_counter() - start])
+                        [0, 0, 0, time.process_time() - start])
     finally:
         instruments.log_figure, matplotlib.figure.Figure.savefig = real_log_figure, real_savefig
         MlflowClient.log_artifact = real_log_artifact
@@ -124,16 +125,23 @@ def timed_figures(repeats: int) -> dict[str, dict[str, list[float]]]:
 
 
 def default_run_share(repeats: int) -> list[tuple[float, float]]:
-    """(wall s, figures s) of `python -m nnlab` (the default job), per repeat."""
+    """(CPU s of the whole process, CPU s in the figures) of `python -m nnlab` (the default
+    job), per repeat."""
+    import resource
+
+    def children() -> float:
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return used.ru_utime + used.ru_stime
+
     found = []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "figures_s"
-            start = time.perf_counter()
+            start = children()
             subprocess.run([sys.executable, "-c", TIMED_CLI, "trainer.enable_progress_bar=false"],
                            cwd=tmp, check=True, capture_output=True,
                            env={**os.environ, "FIGURES_FILE": str(out)})
-            found.append((time.perf_counter() - start, float(out.read_text())))
+            found.append((children() - start, float(out.read_text())))
     return found
 
 
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
              "- trees: " + ", ".join(f"{k} = {v}" for k, v in trees.items()) +
              f"; load average at start {load:.1f}; seconds, median of {args.repeats} "
              "processes (each a fresh process: the first run in it pays matplotlib's start)", "",
-             "| run | figure | " + " | ".join(f"{k} s" for k in labels) +
+             "| run | figure | " + " | ".join(f"{k} CPU s" for k in labels) +
              (" | after / before |" if len(labels) > 1 else " |"),
              "|---|---|" + "---|" * (len(labels) + (len(labels) > 1))]
 
@@ -194,9 +202,10 @@ def main(argv: list[str] | None = None) -> None:
         shares = [share for r in found[label] for share in r["default"]]
         wall = statistics.median(w for w, _ in shares)
         spent = statistics.median(s for _, s in shares)
-        lines.append(f"- {label}: default `python -m nnlab` (LeNet-5 on digits, 10 epochs): wall "
-                     f"{wall:.2f} s, figures {spent:.2f} s = **{100 * spent / wall:.1f}%** of the "
-                     "wall time (each: " + ", ".join(f"{s:.2f}/{w:.2f}" for w, s in shares) + ")")
+        lines.append(f"- {label}: default `python -m nnlab` (LeNet-5 on digits, 10 epochs): "
+                     f"{wall:.2f} CPU s in all, figures {spent:.2f} CPU s = "
+                     f"**{100 * spent / wall:.1f}%** of the run (each: "
+                     + ", ".join(f"{s:.2f}/{w:.2f}" for w, s in shares) + ")")
     lines += [f"- load average at end {os.getloadavg()[0]:.1f}", ""]
     print("\n".join(lines))
     with Path(args.out).open("a") as handle:
