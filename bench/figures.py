@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = [f"## Figures per run ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
              f"bench/figures.py)", "",
              "- trees: " + ", ".join(f"{k} = {v}" for k, v in trees.items()) +
-             f"; load average at start {load:.1f}; seconds, median of {args.repeats} "
+             f"; load average at start {load:.1f}; CPU seconds, median of {args.repeats} "
              "processes (each a fresh process: the first run in it pays matplotlib's start)", "",
              "| run | figure | " + " | ".join(f"{k} CPU s" for k in labels) +
              (" | after / before |" if len(labels) > 1 else " |"),
