@@ -1,12 +1,14 @@
 """Packed sweeps vs the basic launcher: the same sweep, both ways, in one run; ratios of the jobs'
 span (first MLflow run's start to last run's end) and of the wall clock.
 
-    python bench/packed.py [--only mlp,deep_mlp,lenet5] [--repeats R] [--out bench/results.md]
+    python bench/packed.py [--only mlp,deep_mlp,lenet5] [--repeats R] [--instruments off,on]
+                           [--before TREE] [--out bench/results.md]
 
 Each sweep runs with instruments off, then on (nnlab's default: per-layer metrics and the end
 figures, which packs draw per member as solo runs do). LeNet-5 also runs its basic side with one
 intra-op thread (OMP_NUM_THREADS=1), the thread count a pack trains with on the CPU: the fair
-comparison of packing alone.
+comparison of packing alone. `--before TREE` runs every side with another checkout of nnlab
+too (e.g. `git archive main | tar -x -C TREE`), alternating, so before and after see one load.
 
 mlp       16 jobs: model=mlp dataset=moons init=xavier_normal,kaiming_normal seed=0..7, 50 epochs
 deep_mlp  8 jobs: model=deep_mlp optimizer.lr=0.01 init=xavier_normal,kaiming_normal seed=0..3,
@@ -40,24 +42,30 @@ SWEEPS = {
 PACKED = ["hydra/launcher=packed", "hydra.launcher.pack_convs_on_cpu=true"]
 
 
-def compare(name: str, repeats: int) -> list[str]:
+def compare(name: str, repeats: int, instruments: list[str],
+            trees: dict[str, Path]) -> list[str]:
     title, args = SWEEPS[name]
     sides = {"basic": ([], None), "packed": (PACKED, None)}
     if name == "lenet5":
         sides["basic, 1 thread"] = ([], {"OMP_NUM_THREADS": "1"})
     lines = [f"### Packed sweep: {title} (median of {repeats})", "",
-             "| instruments | launcher | jobs span s | wall s | packed speed-up (span) |",
-             "|---|---|---|---|---|"]
-    for label, instruments in (("off", instruments_off()), ("on (default)", [])):
-        found: dict[str, list[dict]] = {side: [] for side in sides}
-        for _ in range(repeats):  # alternated, so every side sees the same load
-            for side, (extra, env) in sides.items():
-                found[side].append(nnlab_run(["-m", *args, *instruments, *extra], env))
-        span = {side: median(runs, "span_s") for side, runs in found.items()}
-        for side, runs in found.items():
-            ratio = "" if side == "packed" else f"**{span[side] / span['packed']:.2f}x**"
-            lines.append(f"| {label} | {side} | {span[side]:.1f} | {median(runs, 'wall_s'):.1f} "
-                         f"| {ratio} |")
+             "| instruments | tree | launcher | jobs span s | wall s | packed speed-up (span) |",
+             "|---|---|---|---|---|---|"]
+    settings = {"off": instruments_off(), "on (default)": []}
+    for label in instruments:
+        label = "on (default)" if label == "on" else label
+        found = {(tree, side): [] for tree in trees for side in sides}
+        for _ in range(repeats):  # alternated, so every side and tree sees the same load
+            for tree, side in found:
+                extra, env = sides[side]
+                found[tree, side].append(nnlab_run(["-m", *args, *settings[label], *extra], env,
+                                                   trees[tree]))
+        span = {key: median(runs, "span_s") for key, runs in found.items()}
+        for (tree, side), runs in found.items():
+            ratio = "" if side == "packed" else \
+                f"**{span[tree, side] / span[tree, 'packed']:.2f}x**"
+            lines.append(f"| {label} | {tree} | {side} | {span[tree, side]:.1f} | "
+                         f"{median(runs, 'wall_s'):.1f} | {ratio} |")
     return lines
 
 
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(SWEEPS))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--instruments", default="off,on")
+    parser.add_argument("--before", default=None, help="another checkout of nnlab, run alike")
     parser.add_argument("--out", default=str(REPO / "bench" / "results.md"))
     args = parser.parse_args(argv)
     import torch
@@ -74,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
              f"{torch.get_num_threads()} threads; load average at start "
              f"{os.getloadavg()[0]:.1f}", ""]
     for name in args.only.split(","):
-        part = compare(name, args.repeats)
+        trees = {"this": REPO} if args.before is None else {"before": Path(args.before),
+                                                            "after": REPO}
+        part = compare(name, args.repeats, args.instruments.split(","), trees)
         print("\n".join(part), f"\n(load average now {os.getloadavg()[0]:.1f})\n", flush=True)
         lines += [*part, f"- load average after it {os.getloadavg()[0]:.1f}", ""]
     with Path(args.out).open("a") as handle:

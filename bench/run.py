@@ -129,15 +129,16 @@ def plain_loop(root: str, epochs: int, batches: int, device: str, batch_size: in
 
 
 # -- nnlab runs ---------------------------------------------------------------------------------
-def nnlab_run(args: list[str], env: dict | None = None) -> dict:
-    """Run the CLI in a scratch folder; return its run's metric histories and the wall time."""
+def nnlab_run(args: list[str], env: dict | None = None, tree: Path = REPO) -> dict:
+    """Run the CLI in a scratch folder; return its run's metric histories and the wall time
+    (`tree`: the checkout of nnlab to run, this one by default)."""
     from mlflow.tracking import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         out = subprocess.run([PY, "-m", "nnlab", *args, *QUIET], cwd=tmp, capture_output=True,
                              text=True, env={**os.environ, **(env or {}),
-                                             "PYTHONPATH": str(REPO)})
+                                             "PYTHONPATH": str(tree)})
         wall = time.perf_counter() - start
         if out.returncode != 0:
             raise RuntimeError(f"nnlab {' '.join(args)} failed:\n{out.stderr[-3000:]}")

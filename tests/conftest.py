@@ -42,6 +42,35 @@ def _run_cli(cwd: Path, *args: str, timeout: float = 600,
     )
 
 
+CLI_DRIVER = Path(__file__).parent / "helpers" / "cli_driver.py"
+
+
+def _run_cli_cases(cases: Sequence[tuple[Path, Sequence[str]]], timeout: float = 900,
+                   env: dict[str, str] | None = None) -> list[subprocess.CompletedProcess]:
+    """Run `python -m nnlab ARGS` in each case's folder, all in ONE new process (nnlab's real
+    entry point, once per case: tests/helpers/cli_driver.py), for tables of cases whose point
+    is what the command does rather than a process of its own. Each result carries `seconds`."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = Path(tmp) / "cases.json", Path(tmp) / "results.json"
+        spec.write_text(json.dumps([{"cwd": str(cwd), "args": [*args, *QUIET]}
+                                    for cwd, args in cases]))
+        driver = subprocess.run([sys.executable, str(CLI_DRIVER), str(spec), str(out)],
+                                capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        assert driver.returncode == 0 and out.exists(), driver.stderr[-3000:]
+        found = json.loads(out.read_text())
+    results = []
+    for (cwd, _), one in zip(cases, found, strict=True):
+        result = subprocess.CompletedProcess(["nnlab", *one["args"]], one["code"],
+                                             one["stdout"], one["stderr"])
+        result.seconds, result.cwd = one["seconds"], cwd
+        results.append(result)
+    return results
+
+
 def _store_uri(cwd: Path) -> str:
     return f"sqlite:///{cwd}/mlruns/mlflow.db"
 
@@ -59,7 +88,7 @@ def _all_runs(cwd: Path, experiment: str = "nnlab", parents: bool = False) -> li
     return [r for r in runs if (r.data.tags.get("mlflow.source.name") == "nnlab sweep") is parents]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real MNIST / Fashion-MNIST); the test is skipped where it is absent."""
     if not (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
@@ -77,6 +106,13 @@ def compose_cfg():
 def run_cli():
     """run_cli(cwd, *args) -> the finished `python -m nnlab ARGS` subprocess, run in cwd."""
     return _run_cli
+
+
+@pytest.fixture(scope="session")
+def run_cli_cases():
+    """run_cli_cases([(cwd, args), ...]) -> each case's finished `python -m nnlab ARGS`, run in
+    its cwd, all cases in one process (returncode, stdout, stderr, seconds)."""
+    return _run_cli_cases
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,48 @@
-"""The CLI end to end, as a subprocess: what lands in MLflow, and what bad input gets back."""
+"""The CLI end to end, in a subprocess: what lands in MLflow, and what bad input gets back. The
+training commands run in one process (nnlab's real entry point once each, tests/helpers/
+cli_driver.py); --help runs as its own process, the torch-free start it has."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 FAST = ["trainer.max_epochs=1"]
+CARD_SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=5",
+              "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+
+
+@pytest.fixture(scope="module")
+def commands(run_cli_cases, request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """name -> [(folder, finished command), ...]: every training command of this file, each in
+    its folder, in one process."""
+    try:
+        data: Path | None = request.getfixturevalue("shared_data")
+    except pytest.skip.Exception:  # no real MNIST here: its test is skipped, the others run
+        data = None
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("default", "sweep", "mnist",
+                                                                  "card")}
+    cases = {
+        "default": [(folders["default"], [*FAST, "trainer.log_every_n_steps=2"])],
+        "sweep": [(folders["sweep"], ["-m", "experiment=init_x_activation", *FAST,
+                                      "trainer.limit_train_batches=5"])],
+        "card": [(folders["card"], ["model=lenet5", "init=kaiming", *CARD_SHORT]),
+                 (folders["card"], ["-m", "model=lenet5", "init=xavier,kaiming",
+                                    "activation=sigmoid,relu", *CARD_SHORT])],
+    }
+    if data is not None:
+        cases["mnist"] = [(folders["mnist"], ["dataset=mnist", f"dataset.root={data}",
+                                              "dataset.download=false", *FAST])]
+    results = iter(run_cli_cases([case for group in cases.values() for case in group]))
+    return {name: [(cwd, next(results)) for cwd, _ in group] for name, group in cases.items()}
 
 
 def test_default_run_lands_a_finished_run_with_params_tags_metrics_artifacts(
-    all_runs, run_cli, store_uri, tmp_path: Path,
+    all_runs, commands, store_uri,
 ) -> None:
-    result = run_cli(tmp_path, *FAST, "trainer.log_every_n_steps=2")
+    ((tmp_path, result),) = commands["default"]
     assert result.returncode == 0, result.stderr[-3000:]
     assert "FINISHED" in result.stdout
     (run,) = all_runs(tmp_path)
@@ -52,10 +84,9 @@ def test_default_run_lands_a_finished_run_with_params_tags_metrics_artifacts(
 
 
 def test_two_by_two_multirun_lands_four_distinct_runs_in_one_experiment(
-    all_runs, run_cli, tmp_path: Path,
+    all_runs, commands,
 ) -> None:
-    result = run_cli(tmp_path, "-m", "experiment=init_x_activation", *FAST,
-                     "trainer.limit_train_batches=5")
+    ((tmp_path, result),) = commands["sweep"]
     assert result.returncode == 0, result.stderr[-3000:]
     runs = all_runs(tmp_path, "init_x_activation")
     assert len(runs) == 4
@@ -80,27 +111,20 @@ def test_help_lists_every_group_and_its_options(run_cli, tmp_path: Path) -> None
     assert "kaiming_normal" in result.stdout and "leaky_relu" in result.stdout
 
 
-def test_lenet5_reaches_97_percent_on_real_mnist_in_one_epoch(all_runs, run_cli,
-    tmp_path: Path, shared_data: Path
+def test_lenet5_reaches_97_percent_on_real_mnist_in_one_epoch(all_runs, commands,
+    shared_data: Path
 ) -> None:
-    result = run_cli(tmp_path, "dataset=mnist", f"dataset.root={shared_data}",
-                     "dataset.download=false", *FAST)
+    ((tmp_path, result),) = commands["mnist"]  # (shared_data: skipped where the data is absent)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = all_runs(tmp_path)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/acc"] >= 0.97, run.data.metrics
 
 
-CARD_SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=5",
-              "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
-
-
-def test_the_cards_commands_run_as_written(all_runs, run_cli, tmp_path: Path) -> None:
+def test_the_cards_commands_run_as_written(all_runs, commands) -> None:
     """`python -m nnlab model=lenet5 init=kaiming` and the card's 2x2 sweep (kept short)."""
-    single = run_cli(tmp_path, "model=lenet5", "init=kaiming", *CARD_SHORT)
+    (tmp_path, single), (_, sweep) = commands["card"]
     assert single.returncode == 0, single.stderr[-3000:]
-    sweep = run_cli(tmp_path, "-m", "model=lenet5", "init=xavier,kaiming",
-                    "activation=sigmoid,relu", *CARD_SHORT)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     runs = all_runs(tmp_path)
     assert len(runs) == 5 and {r.info.status for r in runs} == {"FINISHED"}

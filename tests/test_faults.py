@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -94,18 +93,27 @@ BAD_INPUTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def bad_outcomes(run_cli_cases, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """case -> its finished command: every case in its own folder, all through nnlab's real
+    entry point in one process (what fails is the command, not the process)."""
+    folders = {case: tmp_path_factory.mktemp(case.replace(" ", "-")) for case in BAD_INPUTS}
+    cases = [(folders[case], [*make_args(folders[case]), *TINY])
+             for case, (make_args, _, _) in BAD_INPUTS.items()]
+    return dict(zip(BAD_INPUTS, run_cli_cases(cases, timeout=600), strict=True))
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_with_one_clear_message_and_leaves_nothing(
-    all_runs, run_cli, tmp_path: Path, case: str,
+    all_runs, bad_outcomes, case: str,
 ) -> None:
-    make_args, fragment, code = BAD_INPUTS[case]
-    started = time.monotonic()
-    result = run_cli(tmp_path, *make_args(tmp_path), *TINY, timeout=180)
+    _, fragment, code = BAD_INPUTS[case]
+    result = bad_outcomes[case]
     assert result.returncode == code, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("nnlab: error:")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert not any(run.info.status == "RUNNING" for run in all_runs(tmp_path))
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists(), "no store for a run that never began"
+    assert not any(run.info.status == "RUNNING" for run in all_runs(result.cwd))
+    assert not (result.cwd / "mlruns" / "mlflow.db").exists(), "no store for a run that never began"
     if case == "unreachable tracking server":  # bounded retries, not MLflow's minutes
-        assert time.monotonic() - started < 120
+        assert result.seconds < 120

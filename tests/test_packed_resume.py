@@ -64,18 +64,29 @@ def history(store_uri, cwd: Path, run_id: str, key: str) -> list[tuple[int, floa
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory, run_cli, all_runs):
-    """The same sweep never stopped: its runs by seed."""
-    cwd = tmp_path_factory.mktemp("straight")
-    result = run_cli(cwd, *SWEEP)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return cwd, by_seed(all_runs(cwd))
+def straight_and(tmp_path_factory: pytest.TempPathFactory, run_cli_cases, all_runs):
+    """straight_and(cwd, *args) -> ((folder, runs by seed) of the same sweep never stopped, the
+    command `args` finished in cwd): the uninterrupted sweep runs once per module, in the same
+    process as the first command asked for."""
+    found: dict[str, tuple[Path, dict]] = {}
+
+    def run(cwd: Path, *args: str):
+        cases = [(cwd, list(args))]
+        if not found:
+            cases.insert(0, (tmp_path_factory.mktemp("straight"), SWEEP))
+        *first, result = run_cli_cases(cases)
+        if first:
+            assert first[0].returncode == 0, first[0].stderr[-3000:]
+            found["straight"] = first[0].cwd, by_seed(all_runs(first[0].cwd))
+        return found["straight"], result
+
+    return run
 
 
-def resume_and_check(cwd: Path, before: dict, straight, run_cli, all_runs, store_uri) -> None:
+def resume_and_check(cwd: Path, before: dict, straight_and, all_runs, store_uri) -> None:
     """Rerun with sweep.resume=true: the same four runs end FINISHED, each epoch metric once,
     with the uninterrupted pack's values."""
-    result = run_cli(cwd, *SWEEP, "sweep.resume=true")
+    straight, result = straight_and(cwd, *SWEEP, "sweep.resume=true")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "resuming pack" in result.stdout
     assert "4 of 4 jobs finished (0 skipped as already FINISHED, 4 resumed, 0 run)" \
@@ -117,7 +128,7 @@ def resume_and_check(cwd: Path, before: dict, straight, run_cli, all_runs, store
 
 
 def test_sigterm_stops_a_pack_with_a_checkpoint_and_resume_finishes_it_exactly(
-    tmp_path: Path, straight, run_cli, all_runs, store_uri,
+    tmp_path: Path, straight_and, all_runs, store_uri,
 ) -> None:
     stopped = stop_sweep(tmp_path, 11, "TERM")  # mid-epoch 1, between two periodic saves
     assert stopped.returncode == 130, stopped.stderr[-3000:]
@@ -128,19 +139,19 @@ def test_sigterm_stops_a_pack_with_a_checkpoint_and_resume_finishes_it_exactly(
     assert len(ckpts) == 1 and Path(ckpts.pop()).is_file(), "one pack checkpoint, kept"
     assert [r.info.status for r in all_runs(tmp_path, parents=True)] == ["KILLED"], \
         "the interrupted sweep's own run ends KILLED too, not left RUNNING"
-    resume_and_check(tmp_path, before, straight, run_cli, all_runs, store_uri)
+    resume_and_check(tmp_path, before, straight_and, all_runs, store_uri)
 
 
 @pytest.mark.slow  # the SIGTERM test above covers the resume path in the default run
 def test_sigkill_of_the_process_group_then_resume_continues_from_the_last_checkpoint(
-    tmp_path: Path, straight, run_cli, all_runs, store_uri,
+    tmp_path: Path, straight_and, run_cli, all_runs, store_uri,
 ) -> None:
     killed = stop_sweep(tmp_path, 13, "KILL")  # the last periodic save was before step 12
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     before = by_seed(all_runs(tmp_path))
     assert len(before) == 4 and {r.info.status for r in before.values()} == {"RUNNING"}
     assert all(Path(r.data.tags["nnlab.checkpoint"]).is_file() for r in before.values())
-    resume_and_check(tmp_path, before, straight, run_cli, all_runs, store_uri)
+    resume_and_check(tmp_path, before, straight_and, all_runs, store_uri)
     again = run_cli(tmp_path, *SWEEP, "sweep.resume=true")  # all done: every job skipped
     assert again.returncode == 0, again.stderr[-3000:]
     assert "4 of 4 jobs finished (4 skipped as already FINISHED, 0 resumed, 0 run)" \

@@ -109,8 +109,8 @@ def test_sigterm_ends_killed_with_a_checkpoint_and_resume_last_finishes_it(
     assert_complete_once(store_uri, tmp_path, run.info.run_id, epochs=2)
 
 
-def test_resume_of_an_unknown_run_says_so(run_cli, tmp_path: Path) -> None:
-    result = run_cli(tmp_path, "resume=0123456789abcdef0123456789abcdef")
+def test_resume_of_an_unknown_run_says_so(first_commands) -> None:
+    result = first_commands["unknown"]
     assert result.returncode == 2
     assert "no run with that id" in result.stderr
 
@@ -138,14 +138,30 @@ def logged(store_uri, cwd: Path, run_id: str) -> dict[str, list[tuple[int, float
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory, run_cli, all_runs, store_uri):
+def first_commands(tmp_path_factory: pytest.TempPathFactory, run_cli_cases) -> dict:
+    """The commands that need no killed run first, in one process: the uninterrupted in-memory
+    run ("straight-true", its folder in `.cwd`) and a resume of a run that does not exist."""
+    names = ("straight-true", "unknown")
+    return dict(zip(names, run_cli_cases([
+        (tmp_path_factory.mktemp(names[0]), [*EXACT, "dataset.in_memory=true"]),
+        (tmp_path_factory.mktemp(names[1]), ["resume=0123456789abcdef0123456789abcdef"]),
+    ]), strict=True))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, run_cli,
+             all_runs, store_uri):
     """in_memory -> what the uninterrupted run logged (run once per module)."""
     found: dict[str, dict] = {}
 
     def get(in_memory: str) -> dict[str, list[tuple[int, float]]]:
         if in_memory not in found:
-            cwd = tmp_path_factory.mktemp(f"straight-{in_memory}")
-            result = run_cli(cwd, *EXACT, f"dataset.in_memory={in_memory}")
+            if in_memory == "true":  # run beside another command (first_commands)
+                result = request.getfixturevalue("first_commands")["straight-true"]
+                cwd = result.cwd
+            else:
+                cwd = tmp_path_factory.mktemp(f"straight-{in_memory}")
+                result = run_cli(cwd, *EXACT, f"dataset.in_memory={in_memory}")
             assert result.returncode == 0, result.stderr[-3000:]
             (run,) = all_runs(cwd)
             found[in_memory] = logged(store_uri, cwd, run.info.run_id)

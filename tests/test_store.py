@@ -93,66 +93,85 @@ def test_kill_during_store_creation_then_the_next_run_finishes(all_runs, run_cli
     assert not creating.exists(), "the killed attempt's temporary store is cleaned up"
 
 
-def test_half_created_store_without_runs_is_rebuilt(
-    all_runs, run_cli, store_uri, tmp_path: Path,
-) -> None:
+@pytest.fixture(scope="module")
+def stores(run_cli_cases, store_uri, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """name -> (folder, what it held before, the command run on it): each damaged store made in
+    its own folder, then every command in one process through nnlab's real entry point."""
+    from nnlab.tracking.store import _migrations
+
+    made: dict[str, tuple[Path, dict]] = {}
+    folder = tmp_path_factory.mktemp("half-created")  # stopped 10 migrations short of head
+    db = make_store(store_uri, folder)
+    set_revision(db, list(_migrations().walk_revisions())[10].revision)
+    made["half-created"] = folder, {"copy": shutil.copy(db, folder / "copy.db")}
+
+    folder = tmp_path_factory.mktemp("half-migrated")  # an early MLflow 1.x schema revision
+    db = make_store(store_uri, folder, runs=2)
+    set_revision(db, "0a8213491aaa")
+    made["half-migrated"] = folder, {"bytes": db.read_bytes()}
+
+    folder = tmp_path_factory.mktemp("notes")
+    db = folder / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(b"my notes, not a database\n" * 200)
+    made["notes"] = folder, {}
+    other = folder / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE birds (name TEXT)")
+    made["birds"] = folder, {"args": [f"mlflow.tracking_uri=sqlite:///{other}"], "db": other}
+
+    folder = tmp_path_factory.mktemp("newer")
+    set_revision(make_store(store_uri, folder), "fedcba987654")  # a revision MLflow does not know
+    made["newer"] = folder, {}
+
+    results = run_cli_cases([(cwd, [*TINY, *held.get("args", [])]) for cwd, held in made.values()])
+    return {name: (cwd, held, result)
+            for (name, (cwd, held)), result in zip(made.items(), results, strict=True)}
+
+
+def test_half_created_store_without_runs_is_rebuilt(all_runs, stores) -> None:
     """What MLflow's in-place creation leaves after a kill (an older nnlab did that): the schema
     stopped part way; plain MLflow cannot open it."""
     from mlflow.tracking import MlflowClient
 
-    from nnlab.tracking.store import _migrations
-
-    db = make_store(store_uri, tmp_path)
-    older = list(_migrations().walk_revisions())[10].revision  # 10 migrations short of head
-    set_revision(db, older)
+    cwd, held, result = stores["half-created"]
     with pytest.raises(Exception, match="out-of-date database schema"):
-        MlflowClient(f"sqlite:///{shutil.copy(db, tmp_path / 'copy.db')}").search_experiments()
+        MlflowClient(f"sqlite:///{held['copy']}").search_experiments()
 
-    result = run_cli(tmp_path, *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "half-created MLflow store holding no runs" in result.stderr
-    assert revision(db) == head_revision()
-    assert [r.info.status for r in all_runs(tmp_path)] == ["FINISHED"]
+    assert revision(cwd / "mlruns" / "mlflow.db") == head_revision()
+    assert [r.info.status for r in all_runs(cwd)] == ["FINISHED"]
 
 
-def test_half_migrated_store_with_runs_is_kept_and_explained(
-    run_cli, store_uri, tmp_path: Path,
-) -> None:
-    db = make_store(store_uri, tmp_path, runs=2)
-    older = "0a8213491aaa"  # an early MLflow 1.x schema revision
-    set_revision(db, older)
-    before = db.read_bytes()
-
-    line = refused(run_cli(tmp_path, *TINY))
+def test_half_migrated_store_with_runs_is_kept_and_explained(stores) -> None:
+    cwd, held, result = stores["half-migrated"]
+    db = cwd / "mlruns" / "mlflow.db"
+    line = refused(result)
     assert f"{db} holds a half-finished or older MLflow schema migration" in line
-    assert older in line and "2 run(s)" in line and "mlflow db upgrade" in line
+    assert "0a8213491aaa" in line and "2 run(s)" in line and "mlflow db upgrade" in line
     assert "permission" not in line.lower() and "writable" not in line
-    assert db.read_bytes() == before, "a store with runs is never touched"
+    assert db.read_bytes() == held["bytes"], "a store with runs is never touched"
 
 
-def test_not_an_mlflow_database_says_so_and_where(run_cli, tmp_path: Path) -> None:
-    db = tmp_path / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    db.write_bytes(b"my notes, not a database\n" * 200)
-
-    line = refused(run_cli(tmp_path, *TINY))
+def test_not_an_mlflow_database_says_so_and_where(stores) -> None:
+    cwd, _, result = stores["notes"]
+    db = cwd / "mlruns" / "mlflow.db"
+    line = refused(result)
     assert f"{db} is not an MLflow database" in line and "Move it aside" in line
     assert "permission" not in line.lower() and "writable" not in line
     assert db.read_bytes() == b"my notes, not a database\n" * 200
 
-    other = tmp_path / "other.db"
-    with sqlite3.connect(other) as conn:
-        conn.execute("CREATE TABLE birds (name TEXT)")
-    line = refused(run_cli(tmp_path, *TINY, f"mlflow.tracking_uri=sqlite:///{other}"))
-    assert f"{other} is not an MLflow database (it holds other tables: birds)" in line
+    _, held, result = stores["birds"]
+    line = refused(result)
+    assert f"{held['db']} is not an MLflow database (it holds other tables: birds)" in line
 
 
-def test_store_of_a_newer_mlflow_says_upgrade_mlflow(run_cli, store_uri, tmp_path: Path) -> None:
-    db = make_store(store_uri, tmp_path)
-    set_revision(db, "fedcba987654")  # a revision this MLflow does not know
-
-    line = refused(run_cli(tmp_path, *TINY))
-    assert f"{db} was made by a newer MLflow" in line and "fedcba987654" in line
+def test_store_of_a_newer_mlflow_says_upgrade_mlflow(stores) -> None:
+    cwd, _, result = stores["newer"]
+    line = refused(result)
+    assert f"{cwd / 'mlruns' / 'mlflow.db'} was made by a newer MLflow" in line
+    assert "fedcba987654" in line
     assert "pip install -U mlflow" in line
     assert "permission" not in line.lower() and "writable" not in line
 

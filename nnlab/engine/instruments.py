@@ -16,7 +16,7 @@ histograms as initialised, learning curves, a confusion matrix (classification) 
 inputs, the decision boundary; conv nets: the first conv layer's kernels at init and after
 training, and the feature maps of one test image through every conv layer; 2-D classification
 data: the decision boundary over training as a strip of frames and a GIF (figures drawn by
-nnlab.plots).
+nnlab.figures, each kind built once per process and drawn again with new data).
 """
 
 from __future__ import annotations
@@ -335,18 +335,14 @@ def log_figure(tracker: Any, folder: Path, filename: str, draw: Callable[..., An
                *args: Any) -> None:
     """Draw a figure into a PNG and log it to the run under instruments/ (without a run: save
     it in `folder`)."""
+    # lazy: matplotlib and torch load only when a figure is drawn
+    from nnlab.figures import png_bytes
+
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) if tracker is not None else folder
         target.mkdir(parents=True, exist_ok=True)
         path = target / filename
-        figure = draw(*args)
-        if isinstance(figure, bytes):  # already encoded (a GIF)
-            path.write_bytes(figure)
-        else:
-            figure.savefig(path, dpi=90)
-            import matplotlib.pyplot as plt
-
-            plt.close(figure)
+        path.write_bytes(png_bytes(draw(*args)))  # PNG/GIF bytes, or a Figure to encode
         if tracker is not None:
             tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
 
