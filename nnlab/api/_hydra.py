@@ -35,6 +35,7 @@ from nnlab.jobs.records import read_jobs, summary
 from nnlab.quiet import quiet
 from nnlab.tracking import open_tracker
 from nnlab.tracking.parent import kill_open_parent_runs
+from nnlab.tracking.tracker import find_run
 
 CONFIG_NAME = "config"
 TASK_NAME = "__main__"  # hydra.job.name as `python -m nnlab` has it (SLURM job names use it)
@@ -112,7 +113,7 @@ def _resumed_run(cfg: DictConfig) -> str | None:
     if spec != "last":
         return spec or None
     try:
-        return open_tracker(cfg).find_run("last").info.run_id
+        return find_run(open_tracker(cfg), "last").info.run_id
     except Exception:  # no such run: train_one says so in its own words
         return None
 

@@ -125,12 +125,12 @@ class PackedSweep:
         for k, group in enumerate(packs):
             packed += self._run_group(group, f"{sweep_dir.name}/pack{k}", returns)
         solo = [job for job in jobs if job.num not in returns]
-        self._report(sweep_dir, packed, solo, final=bool(solo))
+        report_plan(sweep_dir, packed, solo, final=bool(solo))
         for job in solo:
             log.info(f"\t#{job.num} : {' '.join(filter_overrides(job.overrides))}")
             returns[job.num] = self._run_solo(job)
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        self._report(sweep_dir, packed, solo, final=True)
+        report_plan(sweep_dir, packed, solo, final=True)
         return [returns[job.num] for job in jobs]
 
     def _run_solo(self, job: Job) -> JobReturn:
@@ -178,7 +178,7 @@ class PackedSweep:
         size = min(self.max_members, fits)
         left, parts = list(range(len(group))), []
         if members[0].cfg.get("sweep", {}).get("resume"):
-            left, parts = self._previous(group, prepared, members, returns)
+            left, parts = previous_packs(group, prepared, members, returns)
         for start in range(0, len(left), size):
             name = pack_id if size >= len(left) else f"{pack_id}.{start // size}"
             parts.append((name, left[start:start + size], None))
@@ -207,60 +207,63 @@ class PackedSweep:
                          "device": device.type})
         return done
 
-    def _previous(self, group: list[Job], prepared: list[tuple[JobReturn, dict[str, Any]]],
-                  members: list[Member], returns: dict[int, JobReturn]) -> tuple[list[int], list]:
-        """`sweep.resume=true` (the decision nnlab.jobs.look_up makes for a solo job): jobs
-        whose config has a FINISHED run are recorded skipped; a killed pack (an earlier sweep's)
-        whose members are all in this group continues from its checkpoint. Returns the jobs left
-        to train (indices into `group`) and the packs to resume as (pack name, indices in the
-        pack's order, PackResume); the left jobs' runs an earlier sweep left RUNNING end KILLED
-        (superseded)."""
-        tracker = open_tracker(members[0].cfg)
-        left, previous, by_ckpt = [], {}, {}
-        for i, member in enumerate(members):
-            previous[i] = found = look_up(tracker, member.cfg, member.tags[tags.SWEEP_ID])
-            if found.finished is not None:
-                print(f"nnlab: skipped: run {found.finished.info.run_id} of job {group[i].num}'s "
-                      "config already FINISHED", flush=True)
-                ret = prepared[i][0]
-                ret.return_value = monitored_value(found.finished.data.metrics)
-                ret.status = JobStatus.COMPLETED
-                record_job(group[i].config.hydra.sweep.dir, group[i].num, group[i].overrides,
-                           None, "skipped")
-                returns[group[i].num] = ret
-                continue
-            left.append(i)
-            prev = found.resumable(packed=True)
-            if prev is not None:
-                by_ckpt.setdefault(prev.data.tags[tags.CHECKPOINT], {})[prev.info.run_id] = (i,
-                                                                                          prev)
-        parts = []
-        for ckpt, here in by_ckpt.items():
-            run_ids = pack_run_ids(Path(ckpt))
-            if sorted(run_ids, key=str) != sorted(here):  # some members are not in this sweep
-                continue
-            order = [here[run_id] for run_id in run_ids]
-            parts.append((order[0][1].data.tags[tags.PACK], [i for i, _ in order],
-                          PackResume(Path(ckpt), [run for _, run in order])))
-            left = [i for i in left if i not in {j for j, _ in order}]
-        for i in left:  # killed outright before a checkpoint, or not resumable together
-            previous[i].supersede(tracker.client)
-        return left, parts
 
-    def _report(self, sweep_dir: Path, packed: list[dict[str, Any]], solo: list[Job],
+def previous_packs(group: list[Job], prepared: list[tuple[JobReturn, dict[str, Any]]],
+                   members: list[Member], returns: dict[int, JobReturn]
+                   ) -> tuple[list[int], list]:
+    """`sweep.resume=true` (the decision nnlab.jobs.look_up makes for a solo job): jobs
+    whose config has a FINISHED run are recorded skipped; a killed pack (an earlier sweep's)
+    whose members are all in this group continues from its checkpoint. Returns the jobs left
+    to train (indices into `group`) and the packs to resume as (pack name, indices in the
+    pack's order, PackResume); the left jobs' runs an earlier sweep left RUNNING end KILLED
+    (superseded)."""
+    tracker = open_tracker(members[0].cfg)
+    left, previous, by_ckpt = [], {}, {}
+    for i, member in enumerate(members):
+        previous[i] = found = look_up(tracker, member.cfg, member.tags[tags.SWEEP_ID])
+        if found.finished is not None:
+            print(f"nnlab: skipped: run {found.finished.info.run_id} of job {group[i].num}'s "
+                  "config already FINISHED", flush=True)
+            ret = prepared[i][0]
+            ret.return_value = monitored_value(found.finished.data.metrics)
+            ret.status = JobStatus.COMPLETED
+            record_job(group[i].config.hydra.sweep.dir, group[i].num, group[i].overrides,
+                       None, "skipped")
+            returns[group[i].num] = ret
+            continue
+        left.append(i)
+        prev = found.resumable(packed=True)
+        if prev is not None:
+            by_ckpt.setdefault(prev.data.tags[tags.CHECKPOINT], {})[prev.info.run_id] = (i,
+                                                                                      prev)
+    parts = []
+    for ckpt, here in by_ckpt.items():
+        run_ids = pack_run_ids(Path(ckpt))
+        if sorted(run_ids, key=str) != sorted(here):  # some members are not in this sweep
+            continue
+        order = [here[run_id] for run_id in run_ids]
+        parts.append((order[0][1].data.tags[tags.PACK], [i for i, _ in order],
+                      PackResume(Path(ckpt), [run for _, run in order])))
+        left = [i for i in left if i not in {j for j, _ in order}]
+    for i in left:  # killed outright before a checkpoint, or not resumable together
+        previous[i].supersede(tracker.client)
+    return left, parts
+
+
+def report_plan(sweep_dir: Path, packed: list[dict[str, Any]], solo: list[Job],
                 final: bool = False) -> None:
-        """Which jobs packed and why the others did not (printed, and kept in packs.json)."""
-        lines = [f"nnlab: packed launcher: {sum(p['members'] for p in packed)} job(s) in "
-                 f"{len(packed)} pack(s), {len(solo)} run solo"
-                 + (":" if packed or solo else ".")]
-        for p in packed:
-            lines.append(f"  pack {p['pack']}: jobs {p['jobs']} (on the {p['device']}, "
-                         f"{p['fit_in_memory']} such members would fit half its free memory)")
-        for job in solo:
-            lines.append(f"  solo job {job.num} ({' '.join(job.overrides) or 'no overrides'}): "
-                         f"{job.reason}")
-        if final:  # printed before the solo runs start and again after them
-            print("\n".join(lines), flush=True)
-        (sweep_dir / PLAN_FILE).write_text(json.dumps({
-            "packs": packed, "solo": [{"job": j.num, "overrides": j.overrides,
-                                       "reason": j.reason} for j in solo]}, indent=1))
+    """Which jobs packed and why the others did not (printed, and kept in packs.json)."""
+    lines = [f"nnlab: packed launcher: {sum(p['members'] for p in packed)} job(s) in "
+             f"{len(packed)} pack(s), {len(solo)} run solo"
+             + (":" if packed or solo else ".")]
+    for p in packed:
+        lines.append(f"  pack {p['pack']}: jobs {p['jobs']} (on the {p['device']}, "
+                     f"{p['fit_in_memory']} such members would fit half its free memory)")
+    for job in solo:
+        lines.append(f"  solo job {job.num} ({' '.join(job.overrides) or 'no overrides'}): "
+                     f"{job.reason}")
+    if final:  # printed before the solo runs start and again after them
+        print("\n".join(lines), flush=True)
+    (sweep_dir / PLAN_FILE).write_text(json.dumps({
+        "packs": packed, "solo": [{"job": j.num, "overrides": j.overrides,
+                                   "reason": j.reason} for j in solo]}, indent=1))

@@ -125,7 +125,7 @@ class Tracker:
         except Exception as err:
             raise TrackingError(store_message(tracking_uri, err, experiment_name)) from err
         if is_server(tracking_uri):
-            self.close_unfinished()
+            close_unfinished(self)
 
     def _experiment_id(self, artifact_root: str | None) -> str:
         found = self.client.get_experiment_by_name(self.experiment_name)
@@ -139,29 +139,6 @@ class Tracker:
                                                  {tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
         except MlflowException:  # created meanwhile by a parallel job
             return self.client.get_experiment_by_name(self.experiment_name).experiment_id
-
-    def find_run(self, spec: str) -> Any:
-        """The run `spec` names: a run id, or "last" (the newest unfinished run of this
-        experiment that has a checkpoint)."""
-        if spec != "last":
-            try:
-                return self.client.get_run(spec)
-            except MlflowException:
-                raise TrackingError(
-                    f"resume={spec}: no run with that id in {self.tracking_uri}. Give the run "
-                    "id MLflow shows (32 hex digits), or resume=last."
-                ) from None
-        runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{tags.CHECKPOINT}` != ''",
-            order_by=["attributes.start_time DESC"], max_results=20,
-        )
-        for found in runs:
-            if found.info.status != "FINISHED":
-                return found
-        raise TrackingError(
-            f"resume=last: experiment '{self.experiment_name}' in {self.tracking_uri} has no "
-            "unfinished run with a checkpoint to resume. Start a new run without resume=."
-        )
 
     def reopen(self, run_id: str) -> dict[str, int]:
         """Mark a stopped run RUNNING again; return each metric's last logged step."""
@@ -237,7 +214,7 @@ class Tracker:
         if self.run_id is None:
             return
         try:
-            self._finish(self.run_id, status, error)
+            self.close_run(self.run_id, status, error)
         except TrackingError:
             if not is_server(self.tracking_uri):
                 raise
@@ -246,7 +223,7 @@ class Tracker:
                   f"{self.tracking_uri} does not answer. Noted in {UNFINISHED.resolve()}; the "
                   "next nnlab job against that server marks it.", file=sys.stderr, flush=True)
 
-    def _finish(self, run_id: str, status: str, error: BaseException | str | None) -> None:
+    def close_run(self, run_id: str, status: str, error: BaseException | str | None) -> None:
         """Set a run's final state first, then keep the error's text: a failing upload (an
         unwritable artifact root) can no longer leave the run RUNNING."""
         if error is None:
@@ -268,34 +245,6 @@ class Tracker:
             print(f"nnlab: run {run_id} is {status}; its error.txt could not be stored "
                   f"({type(err).__name__}: {err})", file=sys.stderr, flush=True)
 
-    def close_unfinished(self) -> None:
-        """Close the runs of this server that a job could not close when it lost the server:
-        those still RUNNING get the final state and error text that job meant to give them."""
-        if not UNFINISHED.exists():
-            return
-        with open(UNFINISHED, "r+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            notes = [json.loads(line) for line in handle if line.strip()]
-            keep = [note for note in notes
-                    if note["uri"] != self.tracking_uri or not self._close(note)]
-            handle.seek(0)
-            handle.truncate()
-            handle.writelines(json.dumps(note) + "\n" for note in keep)
-
-    def _close(self, note: dict[str, Any]) -> bool:
-        """True when the noted run is settled (closed now, already closed, or deleted)."""
-        try:
-            if self.client.get_run(note["run_id"]).info.status != "RUNNING":
-                return True
-            self._finish(note["run_id"], note["status"], note["error"])
-        except MlflowException as err:
-            return http_status(err) == 404
-        except TrackingError:
-            return False
-        print(f"nnlab: run {note['run_id']} marked {note['status']} (its job lost the tracking "
-              "server earlier)", file=sys.stderr, flush=True)
-        return True
-
 
 def remember_unfinished(tracking_uri: str, run_id: str, status: str,
                         error: BaseException | None) -> None:
@@ -307,6 +256,36 @@ def remember_unfinished(tracking_uri: str, run_id: str, status: str,
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(json.dumps({"uri": tracking_uri, "run_id": run_id, "status": status,
                                  "error": text}) + "\n")
+
+
+
+def close_unfinished(tracker: Tracker) -> None:
+    """Close the runs of this server that a job could not close when it lost the server:
+    those still RUNNING get the final state and error text that job meant to give them."""
+    if not UNFINISHED.exists():
+        return
+    with open(UNFINISHED, "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        notes = [json.loads(line) for line in handle if line.strip()]
+        keep = [note for note in notes
+                if note["uri"] != tracker.tracking_uri or not _close(tracker, note)]
+        handle.seek(0)
+        handle.truncate()
+        handle.writelines(json.dumps(note) + "\n" for note in keep)
+
+def _close(tracker: Tracker, note: dict[str, Any]) -> bool:
+    """True when the noted run is settled (closed now, already closed, or deleted)."""
+    try:
+        if tracker.client.get_run(note["run_id"]).info.status != "RUNNING":
+            return True
+        tracker.close_run(note["run_id"], note["status"], note["error"])
+    except MlflowException as err:
+        return http_status(err) == 404
+    except TrackingError:
+        return False
+    print(f"nnlab: run {note['run_id']} marked {note['status']} (its job lost the tracking "
+          "server earlier)", file=sys.stderr, flush=True)
+    return True
 
 
 def store_message(tracking_uri: str, err: BaseException, experiment: str | None = None,
@@ -368,9 +347,33 @@ def server_message(tracking_uri: str, err: BaseException, experiment: str | None
     return f"{where}: the tracking server answered HTTP {status}: {first}"
 
 
+def find_run(tracker: Tracker, spec: str) -> Any:
+    """The run `spec` names: a run id, or "last" (the newest unfinished run of this
+    experiment that has a checkpoint)."""
+    if spec != "last":
+        try:
+            return tracker.client.get_run(spec)
+        except MlflowException:
+            raise TrackingError(
+                f"resume={spec}: no run with that id in {tracker.tracking_uri}. Give the run "
+                "id MLflow shows (32 hex digits), or resume=last."
+            ) from None
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.`{tags.CHECKPOINT}` != ''",
+        order_by=["attributes.start_time DESC"], max_results=20,
+    )
+    for found in runs:
+        if found.info.status != "FINISHED":
+            return found
+    raise TrackingError(
+        f"resume=last: experiment '{tracker.experiment_name}' in {tracker.tracking_uri} has no "
+        "unfinished run with a checkpoint to resume. Start a new run without resume=."
+    )
+
+
 def resume_target(tracker: Tracker, spec: str, overrides: list[str]) -> tuple[Any, Path, Any]:
     """(run, checkpoint path, the run's logged config) for `resume=<run id>` or `resume=last`."""
-    run = tracker.find_run(spec)
+    run = find_run(tracker, spec)
     name = f"resume={spec}"
     if run.info.experiment_id != tracker.experiment_id:
         tracker.experiment_id = run.info.experiment_id
