@@ -99,10 +99,11 @@ def _fit_and_test(cfg: DictConfig, tracker: Tracker, datamodule: Any, module: An
                 ckpt_path=str(checkpointer.path) if resumed else None)
     if trainer.interrupted:
         raise KeyboardInterrupt("training interrupted")
-    # a run stopped after its last epoch resumes with nothing left to fit: its value is logged
-    monitored = float(trainer.callback_metrics.get(
-        module.monitor, tracker.client.get_run(tracker.run_id).data.metrics.get(module.monitor,
-                                                                                 float("nan"))))
+    found = trainer.callback_metrics.get(module.monitor)
+    if found is None:  # resumed after its last epoch: nothing left to fit, its value is logged
+        found = tracker.client.get_run(tracker.run_id).data.metrics.get(module.monitor,
+                                                                         float("nan"))
+    monitored = float(found)
     trainer.test(module, datamodule=datamodule, verbose=False)
     log_trained_model(tracker, module.model, datamodule)
     checkpointer.raise_if_stopped()  # a Ctrl-C after fit that something swallowed
