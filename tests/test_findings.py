@@ -4,13 +4,23 @@ one small study (a cut grid: 2 losses x 2 seeds of loss_regression_study)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from scipy import stats
 
-from nnlab.findings import BY_NAME, Claim, Target, check_claims, check_targets, main
+from nnlab.findings import (
+    BY_NAME,
+    Claim,
+    Target,
+    check_claims,
+    check_targets,
+    main,
+    study_seeds,
+)
 
 
 def run(loss: str, seed: int, mse: float) -> SimpleNamespace:
@@ -117,3 +127,16 @@ def test_findings_end_to_end_in_quick_mode(tmp_path) -> None:
                  "--store", str(store), "--out", str(doc), "--report-only",
                  "--extra", "loss=mse,smooth_l1 instruments.plots=false"]) == 0
     assert f"{ran.group(1)} s wall (1-min load average" in doc.read_text()
+
+
+
+def test_a_study_runs_the_seeds_its_pilot_asked_for_in_full_mode_only() -> None:
+    """The yaml's sweeper seeds and the findings' seeds agree; --seeds overrides; quick runs 5."""
+    for name, study in BY_NAME.items():
+        yaml_file = Path(__file__).parents[1] / "experiments" / f"{name}.yaml"
+        params = OmegaConf.load(yaml_file).hydra.sweeper.params
+        assert study_seeds(study, "full", None) == len(str(params.seed).split(",")), name
+        assert study_seeds(study, "quick", None) == 5
+        assert study_seeds(study, "full", 2) == 2
+    assert study_seeds(BY_NAME["dropout_study"], "full", None) == 11
+    assert study_seeds(BY_NAME["lenet5_card"], "full", None) == 10
