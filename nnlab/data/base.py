@@ -16,8 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from nnlab.errors import DataError
-from nnlab.memory import refuse_if_too_big
+from nnlab.data.splits import (
+    Split,
+    adapt_images,
+    check_labels,
+    data_source,
+    seeded_split,
+    standardise,
+)
 
 TEST_SPLIT_SEED = 20240229  # the held-out test split never depends on the run's seed
 
@@ -29,12 +35,6 @@ class DataInfo:
     input_shape: tuple[int, ...]  # one sample: (C, H, W) for images, (F,) for vectors
     num_outputs: int  # classes, or regression targets
     task: str  # "classification" or "regression"
-
-
-@dataclass
-class Split:
-    x: torch.Tensor
-    y: torch.Tensor
 
 
 # (the shuffling generator's state before an epoch's order, the batches of it already trained)
@@ -216,65 +216,18 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits:
             return
         pool, test = self.load()
-        self._check_labels(pool, test)
+        check_labels(pool, test, self.task, self.classes, data_source(self))
         pool.x, test.x = self._adapt(pool.x), self._adapt(test.x)
         if self.task == "classification":
             self.num_classes = self.classes or int(max(pool.y.max(), test.y.max())) + 1
-        n_val = max(1, round(len(pool.x) * self.val_fraction))
-        order = torch.randperm(len(pool.x), generator=torch.Generator().manual_seed(self.seed))
-        val_idx, train_idx = order[:n_val], order[n_val:][:self.train_size]
-        train = Split(pool.x[train_idx], pool.y[train_idx])
-        val = Split(pool.x[val_idx], pool.y[val_idx])
+        train, val = seeded_split(pool, self.val_fraction, self.seed, self.train_size)
         if self.normalize:
-            dims = [0, 2, 3] if train.x.dim() == 4 else [0]
-            mean = train.x.mean(dim=dims, keepdim=True)
-            std = train.x.std(dim=dims, keepdim=True).clamp_min(1e-6)
-            for split in (train, val, test):
-                split.x = (split.x - mean) / std
-            self.mean, self.std = mean.flatten(), std.flatten()
+            self.mean, self.std = standardise(train, val, test)
         self.splits = {"train": train, "val": val, "test": test}
-
-    def _source(self) -> str:
-        root = getattr(self, "root", None)
-        return f"dataset={self.name}" + (f" (root '{root}')" if root is not None else "")
-
-    def _check_labels(self, pool: Split, test: Split) -> None:
-        """One label per input, and class labels within the classes the data set declares."""
-        for split, data in (("train", pool), ("test", test)):
-            if len(data.x) != len(data.y):
-                raise DataError(f"{self._source()}: its {split} split has {len(data.x)} inputs "
-                                f"but {len(data.y)} labels; the files do not belong together "
-                                "(truncated or mixed up). Restore the data set's files.")
-        if self.task != "classification" or not len(pool.y):
-            return
-        labels = torch.cat([pool.y, test.y])
-        limit = self.classes
-        bad = labels[(labels < 0) | (labels >= limit)] if limit else labels[labels < 0]
-        if len(bad):
-            valid = f"0..{limit - 1}" if limit else "integers >= 0"
-            raise DataError(f"{self._source()}: {len(bad)} labels are outside its classes "
-                            f"{valid} (e.g. {int(bad[0])}); the label files are corrupt. "
-                            "Restore the data set's files.")
 
     def _adapt(self, x: torch.Tensor) -> torch.Tensor:
         """Resize images and repeat grey channels when the config asks for it."""
-        if x.dim() != 4:
-            return x
-        if self.resize and self.resize != x.shape[-1]:
-            channels = max(x.shape[1], self.channels or 0)
-            refuse_if_too_big(f"dataset.resize={self.resize}",
-                              2 * len(x) * channels * self.resize**2 * x.element_size(), "cpu",
-                              f"a size whose {len(x)} images fit, e.g. dataset.resize=32")
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
-                              align_corners=False)
-        if self.channels and self.channels != x.shape[1]:
-            if x.shape[1] != 1:
-                raise DataError(
-                    f"dataset.channels={self.channels} cannot be made from {x.shape[1]}-channel "
-                    "images; only 1-channel images can be repeated to more channels."
-                )
-            x = x.repeat(1, self.channels, 1, 1)
-        return x
+        return adapt_images(x, self.channels, self.resize)
 
     def nbytes(self) -> int:
         """Bytes of all splits' tensors."""
