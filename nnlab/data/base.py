@@ -1,13 +1,14 @@
 """The in-memory data module every data set builds on.
 
 A data set subclass only loads arrays (`load`); this class normalises, adapts channels and size,
-splits train/val by the seed, and batches. Shapes flow from here to the model via `info`.
+splits train/val by the seed (the steps in `splits.py`), and batches, in memory or by DataLoader,
+in an order a checkpoint resumes. Shapes flow from here to the model via `info`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -122,6 +123,77 @@ class ResumableSampler(RandomSampler):
         return itertools.islice(super().__iter__(), skip * self.batch_size, None)
 
 
+class TrainOrder:
+    """Where training is in the data, for checkpoints: the order the train loader draws
+    (TensorBatches or ResumableSampler), and the saved place the next train loader resumes."""
+
+    def __init__(self) -> None:
+        self.order: TensorBatches | ResumableSampler | None = None
+        self.resume: Resume | None = None  # set from a checkpoint by `load`
+
+    def take_resume(self) -> Resume | None:
+        """The saved place, for the train loader being built (once)."""
+        resume, self.resume = self.resume, None
+        return resume
+
+    def follow(self, loader: TensorBatches | DataLoader) -> None:
+        """Keep the order the new train loader draws."""
+        self.order = loader if isinstance(loader, TensorBatches) else loader.sampler
+
+    def state(self, trainer: Any) -> dict[str, Any]:
+        """The shuffling generator's state before this epoch's order, and the batches of this
+        epoch already trained ({} before the first train loader, or without a trainer)."""
+        order = self.order
+        if order is None or order.order_state is None or trainer is None:
+            return {}
+        # batches whose step ran: Lightning restarts after these, whether the save came before
+        # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        state = order.order_state
+        if done >= trainer.num_training_batches:  # saved after the epoch's last step: the next
+            # epoch's order comes next, drawn after its iterator's seed (see TensorBatches)
+            following = torch.Generator()
+            following.set_state(order.generator.get_state())
+            torch.empty((), dtype=torch.int64).random_(generator=following)
+            state, done = following.get_state(), 0
+        return {"train_order_state": state, "train_batches_done": done}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """The next train loader repeats the saved order from the saved batch."""
+        if "train_order_state" in state:
+            self.resume = (state["train_order_state"], state["train_batches_done"])
+
+
+def fits_in_memory(in_memory: bool | Literal["auto"], num_workers: int, device: torch.device,
+                   nbytes: Callable[[], int]) -> bool:
+    """true/false as configured; auto: on when the data fits (always on the CPU, where the
+    tensors already are, unless DataLoader workers were asked for)."""
+    if in_memory != "auto":
+        return bool(in_memory)
+    if num_workers > 0:
+        return False
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes() <= free // 2
+    return True
+
+
+def split_batches(data: Split, batch_size: int, generator: torch.Generator | None,
+                  resume: Resume | None, in_memory: bool, num_workers: int,
+                  device: torch.device, rank: int = 0, world: int = 1
+                  ) -> TensorBatches | DataLoader:
+    """One split's batches, shuffled when a generator is given: slices of its tensors in memory
+    (TensorBatches), or a DataLoader over them (with workers; pinned memory for a GPU)."""
+    shuffle = generator is not None
+    if in_memory:
+        return TensorBatches(data.x, data.y, batch_size, shuffle, generator, resume, rank, world)
+    dataset = TensorDataset(data.x, data.y)
+    sampler = ResumableSampler(dataset, generator, batch_size, resume) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=generator,
+                      num_workers=num_workers, persistent_workers=num_workers > 0,
+                      pin_memory=device.type == "cuda")
+
+
 def augment_images(x: torch.Tensor, crop_padding: int, hflip: bool) -> torch.Tensor:
     """Random crop (zero-pad by `crop_padding`, crop back) and horizontal flip, per sample, on a
     whole (N, C, H, W) batch where it lies (CPU or GPU); the global torch RNG draws."""
@@ -172,25 +244,18 @@ class TensorDataModule(pl.LightningDataModule):
         train_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.train_size = train_size
-        self.batch_size = batch_size
-        self.seed = seed
-        self.val_fraction = val_fraction
-        self.in_memory = in_memory
-        self.num_workers = num_workers
-        self.channels = channels
-        self.resize = resize
-        self.normalize = normalize
-        self.crop_padding = crop_padding
-        self.hflip = hflip
+        self.batch_size, self.seed = batch_size, seed
+        self.val_fraction, self.train_size = val_fraction, train_size  # the splits
+        self.in_memory, self.num_workers = in_memory, num_workers  # the batching
+        self.channels, self.resize, self.normalize = channels, resize, normalize  # the inputs
+        self.crop_padding, self.hflip = crop_padding, hflip  # the training augmentation
         self.splits: dict[str, Split] = {}
         self.num_classes = 0
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
         self.device = torch.device("cpu")  # where the trainer runs (set in setup)
         self.rank, self.world = 0, 1  # this process's rank and the number of ranks (DDP)
-        self._resume: Resume | None = None  # set from a checkpoint by load_state_dict
-        self._train_order: TensorBatches | ResumableSampler | None = None
+        self._train_order = TrainOrder()  # where training is in the data (checkpoints)
 
     # -- what a subclass provides -------------------------------------------------------------
     def load(self) -> tuple[Split, Split]:
@@ -206,9 +271,8 @@ class TensorDataModule(pl.LightningDataModule):
     def info(self) -> DataInfo:
         self.prepare()
         x, y = self.splits["train"].x, self.splits["train"].y
-        outputs = self.num_classes if self.task == "classification" else (
-            1 if y.dim() == 1 else y.shape[1]
-        )
+        targets = 1 if y.dim() == 1 else y.shape[1]  # a regression's outputs
+        outputs = self.num_classes if self.task == "classification" else targets
         return DataInfo(tuple(x.shape[1:]), outputs, self.task)
 
     def prepare(self) -> None:
@@ -235,16 +299,8 @@ class TensorDataModule(pl.LightningDataModule):
         return sum(t.numel() * t.element_size() for s in self.splits.values() for t in (s.x, s.y))
 
     def use_in_memory(self) -> bool:
-        """true/false as configured; auto: on when the data fits (always on the CPU, where the
-        tensors already are, unless DataLoader workers were asked for)."""
-        if self.in_memory != "auto":
-            return bool(self.in_memory)
-        if self.num_workers > 0:
-            return False
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return self.nbytes() <= free // 2
-        return True
+        """Batch from the tensors in memory (`in_memory`: true/false, or auto: when they fit)."""
+        return fits_in_memory(self.in_memory, self.num_workers, self.device, self.nbytes)
 
     def setup(self, stage: str | None = None) -> None:
         """Move the tensors to the accelerator once when batching in memory there."""
@@ -267,48 +323,22 @@ class TensorDataModule(pl.LightningDataModule):
         return batch
 
     def _loader(self, split: str, shuffle: bool) -> TensorBatches | DataLoader:
-        data = self.splits[split]
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        resume, self._resume = (self._resume, None) if shuffle else (None, self._resume)
-        if self.use_in_memory():
-            loader = TensorBatches(data.x, data.y, self.batch_size, shuffle, generator,
-                                   resume, self.rank, self.world)
-            order = loader
-        else:
-            dataset = TensorDataset(data.x, data.y)
-            order = ResumableSampler(dataset, generator, self.batch_size, resume) \
-                if shuffle else None
-            loader = DataLoader(
-                dataset, batch_size=self.batch_size, sampler=order, generator=generator,
-                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                pin_memory=self.device.type == "cuda",
-            )
+        resume = self._train_order.take_resume() if shuffle else None
+        loader = split_batches(self.splits[split], self.batch_size, generator, resume,
+                               self.use_in_memory(), self.num_workers, self.device, self.rank,
+                               self.world)
         if shuffle:
-            self._train_order = order
+            self._train_order.follow(loader)
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """Where training is in the data, for Lightning's checkpoints: the shuffling generator's
-        state before this epoch's order, and the batches of this epoch already trained."""
-        order, trainer = self._train_order, getattr(self, "trainer", None)
-        if order is None or order.order_state is None or trainer is None:
-            return {}
-        # batches whose step ran: Lightning restarts after these, whether the save came before
-        # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        state = order.order_state
-        if done >= trainer.num_training_batches:  # saved after the epoch's last step: the next
-            # epoch's order comes next, drawn after its iterator's seed (see TensorBatches)
-            following = torch.Generator()
-            following.set_state(order.generator.get_state())
-            torch.empty((), dtype=torch.int64).random_(generator=following)
-            state, done = following.get_state(), 0
-        return {"train_order_state": state, "train_batches_done": done}
+        """Where training is in the data, for Lightning's checkpoints (see TrainOrder.state)."""
+        return self._train_order.state(getattr(self, "trainer", None))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed run's next training epoch repeats the saved order from the saved batch."""
-        if "train_order_state" in state_dict:
-            self._resume = (state_dict["train_order_state"], state_dict["train_batches_done"])
+        self._train_order.load(state_dict)
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("train", shuffle=True)

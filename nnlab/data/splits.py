@@ -1,4 +1,4 @@
-"""A data set's splits and `prepare`'s steps: label checks, channels/size, val split, scaling."""
+"""A data set's splits and `prepare`'s steps: label checks, channels/size, val split, mean/std."""
 
 from __future__ import annotations
 
