@@ -1,13 +1,14 @@
 """The in-memory data module every data set builds on.
 
 A data set subclass only loads arrays (`load`); this class normalises, adapts channels and size,
-splits train/val by the seed, and batches. Shapes flow from here to the model via `info`.
+splits train/val by the seed (the steps in `splits.py`), and batches, in memory or by DataLoader,
+in an order a checkpoint resumes. Shapes flow from here to the model via `info`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,8 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from nnlab.errors import DataError
-from nnlab.memory import refuse_if_too_big
+from nnlab.data.splits import (
+    Split,
+    adapt_images,
+    check_labels,
+    data_source,
+    seeded_split,
+    standardise,
+)
 
 TEST_SPLIT_SEED = 20240229  # the held-out test split never depends on the run's seed
 
@@ -29,12 +36,6 @@ class DataInfo:
     input_shape: tuple[int, ...]  # one sample: (C, H, W) for images, (F,) for vectors
     num_outputs: int  # classes, or regression targets
     task: str  # "classification" or "regression"
-
-
-@dataclass
-class Split:
-    x: torch.Tensor
-    y: torch.Tensor
 
 
 # (the shuffling generator's state before an epoch's order, the batches of it already trained)
@@ -122,6 +123,77 @@ class ResumableSampler(RandomSampler):
         return itertools.islice(super().__iter__(), skip * self.batch_size, None)
 
 
+class TrainOrder:
+    """Where training is in the data, for checkpoints: the order the train loader draws
+    (TensorBatches or ResumableSampler), and the saved place the next train loader resumes."""
+
+    def __init__(self) -> None:
+        self.order: TensorBatches | ResumableSampler | None = None
+        self.resume: Resume | None = None  # set from a checkpoint by `load`
+
+    def take_resume(self) -> Resume | None:
+        """The saved place, for the train loader being built (once)."""
+        resume, self.resume = self.resume, None
+        return resume
+
+    def follow(self, loader: TensorBatches | DataLoader) -> None:
+        """Keep the order the new train loader draws."""
+        self.order = loader if isinstance(loader, TensorBatches) else loader.sampler
+
+    def state(self, trainer: Any) -> dict[str, Any]:
+        """The shuffling generator's state before this epoch's order, and the batches of this
+        epoch already trained ({} before the first train loader, or without a trainer)."""
+        order = self.order
+        if order is None or order.order_state is None or trainer is None:
+            return {}
+        # batches whose step ran: Lightning restarts after these, whether the save came before
+        # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        state = order.order_state
+        if done >= trainer.num_training_batches:  # saved after the epoch's last step: the next
+            # epoch's order comes next, drawn after its iterator's seed (see TensorBatches)
+            following = torch.Generator()
+            following.set_state(order.generator.get_state())
+            torch.empty((), dtype=torch.int64).random_(generator=following)
+            state, done = following.get_state(), 0
+        return {"train_order_state": state, "train_batches_done": done}
+
+    def load(self, state: dict[str, Any]) -> None:
+        """The next train loader repeats the saved order from the saved batch."""
+        if "train_order_state" in state:
+            self.resume = (state["train_order_state"], state["train_batches_done"])
+
+
+def fits_in_memory(in_memory: bool | Literal["auto"], num_workers: int, device: torch.device,
+                   nbytes: Callable[[], int]) -> bool:
+    """true/false as configured; auto: on when the data fits (always on the CPU, where the
+    tensors already are, unless DataLoader workers were asked for)."""
+    if in_memory != "auto":
+        return bool(in_memory)
+    if num_workers > 0:
+        return False
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes() <= free // 2
+    return True
+
+
+def split_batches(data: Split, batch_size: int, generator: torch.Generator | None,
+                  resume: Resume | None, in_memory: bool, num_workers: int,
+                  device: torch.device, rank: int = 0, world: int = 1
+                  ) -> TensorBatches | DataLoader:
+    """One split's batches, shuffled when a generator is given: slices of its tensors in memory
+    (TensorBatches), or a DataLoader over them (with workers; pinned memory for a GPU)."""
+    shuffle = generator is not None
+    if in_memory:
+        return TensorBatches(data.x, data.y, batch_size, shuffle, generator, resume, rank, world)
+    dataset = TensorDataset(data.x, data.y)
+    sampler = ResumableSampler(dataset, generator, batch_size, resume) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, generator=generator,
+                      num_workers=num_workers, persistent_workers=num_workers > 0,
+                      pin_memory=device.type == "cuda")
+
+
 def augment_images(x: torch.Tensor, crop_padding: int, hflip: bool) -> torch.Tensor:
     """Random crop (zero-pad by `crop_padding`, crop back) and horizontal flip, per sample, on a
     whole (N, C, H, W) batch where it lies (CPU or GPU); the global torch RNG draws."""
@@ -172,25 +244,18 @@ class TensorDataModule(pl.LightningDataModule):
         train_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.train_size = train_size
-        self.batch_size = batch_size
-        self.seed = seed
-        self.val_fraction = val_fraction
-        self.in_memory = in_memory
-        self.num_workers = num_workers
-        self.channels = channels
-        self.resize = resize
-        self.normalize = normalize
-        self.crop_padding = crop_padding
-        self.hflip = hflip
+        self.batch_size, self.seed = batch_size, seed
+        self.val_fraction, self.train_size = val_fraction, train_size  # the splits
+        self.in_memory, self.num_workers = in_memory, num_workers  # the batching
+        self.channels, self.resize, self.normalize = channels, resize, normalize  # the inputs
+        self.crop_padding, self.hflip = crop_padding, hflip  # the training augmentation
         self.splits: dict[str, Split] = {}
         self.num_classes = 0
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
         self.device = torch.device("cpu")  # where the trainer runs (set in setup)
         self.rank, self.world = 0, 1  # this process's rank and the number of ranks (DDP)
-        self._resume: Resume | None = None  # set from a checkpoint by load_state_dict
-        self._train_order: TensorBatches | ResumableSampler | None = None
+        self._train_order = TrainOrder()  # where training is in the data (checkpoints)
 
     # -- what a subclass provides -------------------------------------------------------------
     def load(self) -> tuple[Split, Split]:
@@ -206,9 +271,8 @@ class TensorDataModule(pl.LightningDataModule):
     def info(self) -> DataInfo:
         self.prepare()
         x, y = self.splits["train"].x, self.splits["train"].y
-        outputs = self.num_classes if self.task == "classification" else (
-            1 if y.dim() == 1 else y.shape[1]
-        )
+        targets = 1 if y.dim() == 1 else y.shape[1]  # a regression's outputs
+        outputs = self.num_classes if self.task == "classification" else targets
         return DataInfo(tuple(x.shape[1:]), outputs, self.task)
 
     def prepare(self) -> None:
@@ -216,65 +280,18 @@ class TensorDataModule(pl.LightningDataModule):
         if self.splits:
             return
         pool, test = self.load()
-        self._check_labels(pool, test)
+        check_labels(pool, test, self.task, self.classes, data_source(self))
         pool.x, test.x = self._adapt(pool.x), self._adapt(test.x)
         if self.task == "classification":
             self.num_classes = self.classes or int(max(pool.y.max(), test.y.max())) + 1
-        n_val = max(1, round(len(pool.x) * self.val_fraction))
-        order = torch.randperm(len(pool.x), generator=torch.Generator().manual_seed(self.seed))
-        val_idx, train_idx = order[:n_val], order[n_val:][:self.train_size]
-        train = Split(pool.x[train_idx], pool.y[train_idx])
-        val = Split(pool.x[val_idx], pool.y[val_idx])
+        train, val = seeded_split(pool, self.val_fraction, self.seed, self.train_size)
         if self.normalize:
-            dims = [0, 2, 3] if train.x.dim() == 4 else [0]
-            mean = train.x.mean(dim=dims, keepdim=True)
-            std = train.x.std(dim=dims, keepdim=True).clamp_min(1e-6)
-            for split in (train, val, test):
-                split.x = (split.x - mean) / std
-            self.mean, self.std = mean.flatten(), std.flatten()
+            self.mean, self.std = standardise(train, val, test)
         self.splits = {"train": train, "val": val, "test": test}
-
-    def _source(self) -> str:
-        root = getattr(self, "root", None)
-        return f"dataset={self.name}" + (f" (root '{root}')" if root is not None else "")
-
-    def _check_labels(self, pool: Split, test: Split) -> None:
-        """One label per input, and class labels within the classes the data set declares."""
-        for split, data in (("train", pool), ("test", test)):
-            if len(data.x) != len(data.y):
-                raise DataError(f"{self._source()}: its {split} split has {len(data.x)} inputs "
-                                f"but {len(data.y)} labels; the files do not belong together "
-                                "(truncated or mixed up). Restore the data set's files.")
-        if self.task != "classification" or not len(pool.y):
-            return
-        labels = torch.cat([pool.y, test.y])
-        limit = self.classes
-        bad = labels[(labels < 0) | (labels >= limit)] if limit else labels[labels < 0]
-        if len(bad):
-            valid = f"0..{limit - 1}" if limit else "integers >= 0"
-            raise DataError(f"{self._source()}: {len(bad)} labels are outside its classes "
-                            f"{valid} (e.g. {int(bad[0])}); the label files are corrupt. "
-                            "Restore the data set's files.")
 
     def _adapt(self, x: torch.Tensor) -> torch.Tensor:
         """Resize images and repeat grey channels when the config asks for it."""
-        if x.dim() != 4:
-            return x
-        if self.resize and self.resize != x.shape[-1]:
-            channels = max(x.shape[1], self.channels or 0)
-            refuse_if_too_big(f"dataset.resize={self.resize}",
-                              2 * len(x) * channels * self.resize**2 * x.element_size(), "cpu",
-                              f"a size whose {len(x)} images fit, e.g. dataset.resize=32")
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
-                              align_corners=False)
-        if self.channels and self.channels != x.shape[1]:
-            if x.shape[1] != 1:
-                raise DataError(
-                    f"dataset.channels={self.channels} cannot be made from {x.shape[1]}-channel "
-                    "images; only 1-channel images can be repeated to more channels."
-                )
-            x = x.repeat(1, self.channels, 1, 1)
-        return x
+        return adapt_images(x, self.channels, self.resize)
 
     def nbytes(self) -> int:
         """Bytes of all splits' tensors."""
@@ -282,16 +299,8 @@ class TensorDataModule(pl.LightningDataModule):
         return sum(t.numel() * t.element_size() for s in self.splits.values() for t in (s.x, s.y))
 
     def use_in_memory(self) -> bool:
-        """true/false as configured; auto: on when the data fits (always on the CPU, where the
-        tensors already are, unless DataLoader workers were asked for)."""
-        if self.in_memory != "auto":
-            return bool(self.in_memory)
-        if self.num_workers > 0:
-            return False
-        if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            return self.nbytes() <= free // 2
-        return True
+        """Batch from the tensors in memory (`in_memory`: true/false, or auto: when they fit)."""
+        return fits_in_memory(self.in_memory, self.num_workers, self.device, self.nbytes)
 
     def setup(self, stage: str | None = None) -> None:
         """Move the tensors to the accelerator once when batching in memory there."""
@@ -314,48 +323,22 @@ class TensorDataModule(pl.LightningDataModule):
         return batch
 
     def _loader(self, split: str, shuffle: bool) -> TensorBatches | DataLoader:
-        data = self.splits[split]
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        resume, self._resume = (self._resume, None) if shuffle else (None, self._resume)
-        if self.use_in_memory():
-            loader = TensorBatches(data.x, data.y, self.batch_size, shuffle, generator,
-                                   resume, self.rank, self.world)
-            order = loader
-        else:
-            dataset = TensorDataset(data.x, data.y)
-            order = ResumableSampler(dataset, generator, self.batch_size, resume) \
-                if shuffle else None
-            loader = DataLoader(
-                dataset, batch_size=self.batch_size, sampler=order, generator=generator,
-                num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                pin_memory=self.device.type == "cuda",
-            )
+        resume = self._train_order.take_resume() if shuffle else None
+        loader = split_batches(self.splits[split], self.batch_size, generator, resume,
+                               self.use_in_memory(), self.num_workers, self.device, self.rank,
+                               self.world)
         if shuffle:
-            self._train_order = order
+            self._train_order.follow(loader)
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """Where training is in the data, for Lightning's checkpoints: the shuffling generator's
-        state before this epoch's order, and the batches of this epoch already trained."""
-        order, trainer = self._train_order, getattr(self, "trainer", None)
-        if order is None or order.order_state is None or trainer is None:
-            return {}
-        # batches whose step ran: Lightning restarts after these, whether the save came before
-        # the next batch's step (nnlab's Checkpointer) or after this one's (on_train_batch_end)
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        state = order.order_state
-        if done >= trainer.num_training_batches:  # saved after the epoch's last step: the next
-            # epoch's order comes next, drawn after its iterator's seed (see TensorBatches)
-            following = torch.Generator()
-            following.set_state(order.generator.get_state())
-            torch.empty((), dtype=torch.int64).random_(generator=following)
-            state, done = following.get_state(), 0
-        return {"train_order_state": state, "train_batches_done": done}
+        """Where training is in the data, for Lightning's checkpoints (see TrainOrder.state)."""
+        return self._train_order.state(getattr(self, "trainer", None))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A resumed run's next training epoch repeats the saved order from the saved batch."""
-        if "train_order_state" in state_dict:
-            self._resume = (state_dict["train_order_state"], state_dict["train_batches_done"])
+        self._train_order.load(state_dict)
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("train", shuffle=True)

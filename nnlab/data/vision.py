@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from nnlab.data.base import DataError, Split, TensorDataModule
+from nnlab.data.base import Split, TensorDataModule
+from nnlab.errors import DataError
 
 IDX_FILES = [
     "train-images-idx3-ubyte",

@@ -15,10 +15,10 @@ from omegaconf import DictConfig
 
 from nnlab.activations import activation_factory
 from nnlab.config import fail, group_params, plain
-from nnlab.data.base import DataError, DataInfo
+from nnlab.data.base import DataInfo
 from nnlab.engine.dry import check_parts
 from nnlab.engine.module import LabModule
-from nnlab.errors import ConfigError
+from nnlab.errors import ConfigError, DataError
 from nnlab.inits import apply_init
 from nnlab.losses import Objective
 from nnlab.memory import available_bytes, footprint, refuse_if_too_big

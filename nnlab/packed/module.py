@@ -103,6 +103,12 @@ class BoundaryFrames:
         if self.grid is not None and not any(self.frames):
             self.take(0, scores)
 
+    def take_due(self, epoch: int, max_epochs: int,
+                 scores: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """The frame after `epoch` when the figures show that epoch (and there is a grid)."""
+        if self.grid is not None and epoch in frame_epochs(max_epochs):
+            self.take(epoch, scores)
+
     def take(self, epoch: int, scores: Callable[[torch.Tensor], torch.Tensor]) -> None:
         classes = scores(self.grid[1]).argmax(-1)
         for m, grid in enumerate(classes.to(torch.uint8).cpu()):
@@ -116,6 +122,21 @@ class MemberHooks:
     log: Callable[[int, dict[str, float], int], None] = lambda m, values, step: None
     diverged: Callable[[int, str], None] = lambda m, message: None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def stop_diverged(losses: torch.Tensor, alive: torch.Tensor, step: int,
+                  hooks: MemberHooks) -> bool:
+    """Stop each live member whose training loss is not finite (one host sync a step, as the solo
+    guard) and report it to the runner; whether no member is left training then."""
+    finite = torch.isfinite(losses)
+    if bool(finite[alive].all()):
+        return False
+    for m in torch.nonzero(alive & ~finite).flatten().tolist():
+        alive[m] = False
+        hooks.diverged(m, f"the training loss is {float(losses[m])} at step {step}; the run "
+                          "stopped there. Lower optimizer.lr, or clip gradients "
+                          "(trainer.gradient_clip_val=1.0).")
+    return not bool(alive.any())
 
 
 class MemberLedger:
@@ -181,6 +202,16 @@ class MemberLedger:
                 self.last[m].update(values)
                 self.hooks.log(m, values, step)
 
+    def log_train_epoch(self, step: int, alive: Sequence[bool], seconds: float,
+                        measured: Sequence[dict[str, float]] | None) -> None:
+        """The training epoch's values with its timing at `step` - 1, then the instruments' epoch
+        rows (`measured`) at `step`, where the solo Instruments callback logs them."""
+        samples = self.count("train")
+        timing = {"time/epoch_s": seconds, "time/samples_per_s": samples / max(seconds, 1e-9)}
+        self.log_epoch("train", step - 1, alive, timing)
+        if measured:
+            self.log_rows(measured, step, alive)
+
     def hold(self, stage: str) -> None:
         """Keep this stage's epoch values to log with the next stage's (one store write a member
         an epoch: validation ends just before the training epoch does, at the same step)."""
@@ -229,8 +260,7 @@ class PackedModule(pl.LightningModule):
         for i, name in enumerate(buffers):
             self.register_buffer(f"buffer_{i}", buffers[name])
         self.buffer_names = list(buffers)
-        self.objective = objective
-        self.task = objective.task
+        self.objective, self.task = objective, objective.task
         self.optimizer_cfgs = list(optimizer_cfgs)
         self.hooks = hooks or MemberHooks()
         self.ledger = MemberLedger(self.task, self.size, self.hooks)
@@ -294,31 +324,18 @@ class PackedModule(pl.LightningModule):
         losses, scores = self.member_forward(x, y, train=True)
         detached = losses.detach()
         self.ledger.add("train", detached, scores.detach(), y)
-        finite = torch.isfinite(detached)
-        if not bool(finite[self.alive].all()):  # one host sync a step (as the solo guard)
-            self._stop_diverged(detached, finite)
+        if stop_diverged(detached, self.alive, self.global_step, self.hooks):
+            self.trainer.should_stop = True
         if (self.global_step + 1) % self.log_every_n_steps == 0:
             self.ledger.log_steps(detached, scores.detach(), y, self.global_step,
                                   self.alive.tolist())
         return torch.where(self.alive, losses, torch.zeros_like(losses)).sum()
 
-    def _stop_diverged(self, losses: torch.Tensor, finite: torch.Tensor) -> None:
-        for m in torch.nonzero(self.alive & ~finite).flatten().tolist():
-            self.alive[m] = False
-            self.hooks.diverged(m, f"the training loss is {float(losses[m])} at step "
-                                   f"{self.global_step}; the run stopped there. Lower "
-                                   "optimizer.lr, or clip gradients (trainer.gradient_clip_val"
-                                   "=1.0).")
-        if not bool(self.alive.any()):
-            self.trainer.should_stop = True
-
     def validation_step(self, batch, batch_idx):
-        losses, scores = self.member_forward(*batch)
-        self.ledger.add("val", losses, scores, batch[1])
+        self.ledger.add("val", *self.member_forward(*batch), batch[1])
 
     def test_step(self, batch, batch_idx):
-        losses, scores = self.member_forward(*batch)
-        self.ledger.add("test", losses, scores, batch[1])
+        self.ledger.add("test", *self.member_forward(*batch), batch[1])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         step = self.global_step + 1
@@ -341,15 +358,10 @@ class PackedModule(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         seconds = time.perf_counter() - self.epoch_start
-        samples = self.ledger.count("train")
-        timing = {"time/epoch_s": seconds, "time/samples_per_s": samples / max(seconds, 1e-9)}
         measured = self.instruments.epoch_rows(list(self.stacked)) if self.instruments else None
-        epoch = self.current_epoch + 1
-        if self.boundary.grid is not None and epoch in frame_epochs(int(self.trainer.max_epochs)):
-            self.boundary.take(epoch, self._grid_scores)
-        self.ledger.log_epoch("train", self.global_step - 1, self.alive.tolist(), timing)
-        if measured:  # at the step the Instruments callback logs them
-            self.ledger.log_rows(measured, self.global_step, self.alive.tolist())
+        self.boundary.take_due(self.current_epoch + 1, int(self.trainer.max_epochs),
+                               self._grid_scores)
+        self.ledger.log_train_epoch(self.global_step, self.alive.tolist(), seconds, measured)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
