@@ -14,10 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lower layers first; a module may import its own layer or a lower one, never a higher one.
+# A wing is a top-level module or package of nnlab: a package's modules are in its layer
+# (nnlab.report.stats is a command's, nnlab.figures.canvas a part's).
 LAYERS = ["parts", "config", "tracking", "engine", "jobs", "packed", "plugins", "commands"]
 PARTS = {"errors", "quiet", "figures", "memory", "activations", "inits", "losses", "models",
          "data"}
 COMMANDS = {"__main__", "report", "report_page", "findings", "server", "plot", "api"}
+MAX_LINES = 500  # a module longer than this is split into a package of concerns
 
 
 def layer_of(module: str) -> str:
@@ -172,3 +175,11 @@ def test_no_two_modules_differ_by_one_letter() -> None:
                  size for *_, size in difflib.SequenceMatcher(None, a, b).get_matching_blocks()
              ) >= max(len(a), len(b)) - 1]
     assert not twins, twins
+
+
+def test_no_module_is_longer_than_the_limit() -> None:
+    """Short modules, one concern each: a longer one becomes a package (as report, findings and
+    figures did)."""
+    long = [f"{path.relative_to(ROOT)}: {count} lines" for _, path in source_modules()
+            if (count := len(path.read_text().splitlines())) > MAX_LINES]
+    assert not long, "\n".join(long)
