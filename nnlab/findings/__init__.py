@@ -15,7 +15,7 @@ from nnlab.findings.claims import (
     run_value,
     seed_values,
 )
-from nnlab.findings.cli import main, run_study, shown, sweep_command
+from nnlab.findings.cli import main, run_study, shown, study_seeds, sweep_command
 from nnlab.findings.document import machine, span_seconds, study_section, write_findings
 from nnlab.findings.papers import (
     PAPER_FIGURES,
@@ -29,7 +29,9 @@ from nnlab.findings.studies import (
     CE,
     D14,
     D30,
+    DEFAULT_SEEDS,
     DEFAULT_SGD,
+    DEFAULT_STUDIES,
     KAIMING,
     MSE,
     MSE_LOGITS,
@@ -44,9 +46,11 @@ from nnlab.findings.studies import (
 )
 
 __all__ = [
-    "BY_NAME", "CE", "D14", "D30", "DEFAULT_SGD", "KAIMING", "MSE", "MSE_LOGITS", "PAPER_FIGURES",
+    "BY_NAME", "CE", "DEFAULT_SEEDS", "DEFAULT_STUDIES", "D14", "D30", "DEFAULT_SGD", "KAIMING",
+    "MSE", "MSE_LOGITS", "PAPER_FIGURES",
     "RELU", "SIGMOID", "STUDIES", "TANH", "XAVIER", "Claim", "ClaimResult", "Study", "Target",
     "TargetResult", "check_claims", "check_targets", "glorot_figures", "he_figures", "histories",
     "holm_family", "layer_values_at_init", "machine", "main", "matching", "run_study", "run_value",
-    "seed_values", "shown", "span_seconds", "study_section", "sweep_command", "write_findings",
+    "seed_values", "shown", "span_seconds", "study_section", "study_seeds", "sweep_command",
+    "write_findings",
 ]

@@ -7,7 +7,7 @@ tested directly (option vs option on one metric: paired t over seeds, or Welch's
 corrected across the study's claims). Nothing in the written document is typed by hand but the
 claims' wording.
 
-    python -m nnlab.findings                        # full mode, 5 seeds, every study (hours)
+    python -m nnlab.findings                        # full mode, every study (about an hour)
     python -m nnlab.findings --mode quick --studies loss_regression_study --seeds 2
     python -m nnlab.findings --report-only          # re-read existing stores, rewrite the doc
 """
@@ -25,7 +25,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nnlab.findings.document import study_section, write_findings
-from nnlab.findings.studies import BY_NAME, Study
+from nnlab.findings.studies import BY_NAME, DEFAULT_SEEDS, DEFAULT_STUDIES, Study
+
+
+def study_seeds(study: Study, mode: str, asked: int | None) -> int:
+    """The seeds per option: --seeds when given, else the study's own in full mode, else 5."""
+    return asked or (study.seeds if mode == "full" else None) or DEFAULT_SEEDS
 
 
 def sweep_command(study: Study, mode: str, seeds: int, store: Path,
@@ -67,9 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nnlab.findings", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("full", "quick"), default="full")
-    parser.add_argument("--studies", default=",".join(BY_NAME),
-                        help=f"comma-separated, from {', '.join(BY_NAME)}")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per option")
+    parser.add_argument("--studies", default=",".join(DEFAULT_STUDIES),
+                        help=f"comma-separated, from {', '.join(BY_NAME)} (default: all but "
+                        f"{', '.join(sorted(set(BY_NAME) - set(DEFAULT_STUDIES)))})")
+    parser.add_argument("--seeds", type=int, help="seeds 0..N-1 per option (default: 5, or in "
+                        "full mode the seeds a study's pilot power analysis asked for)")
     parser.add_argument("--out", type=Path, help="the document (default: docs/findings.md in "
                         "full mode, reports/findings-quick.md in quick mode)")
     parser.add_argument("--store", type=Path, help="MLflow stores, one per study (default: "
@@ -81,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [n for n in args.studies.split(",") if n]
     unknown = [n for n in names if n not in BY_NAME]
-    if unknown or args.seeds < 1:
+    if unknown or (args.seeds is not None and args.seeds < 1):
         parser.error(f"--studies {','.join(unknown)} is invalid: valid studies are "
                      f"{', '.join(BY_NAME)}" if unknown else
                      f"--seeds {args.seeds} is invalid: give an integer >= 1")
@@ -92,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         study = BY_NAME[name]
         store = stores / name
-        seeds = min(args.seeds, study.seeds or args.seeds)
+        seeds = study_seeds(study, args.mode, args.seeds)
         command = sweep_command(study, args.mode, seeds, store, args.extra.split())
         wall = None
         if not args.report_only:
@@ -102,6 +109,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         body, results = study_section(study, shown(command), wall, store,
                                       doc.with_suffix("") / name, doc)
         sections.append((study, body, results))
-    write_findings(doc, args.mode, args.seeds, sections, argv)
+    write_findings(doc, args.mode, args.seeds or DEFAULT_SEEDS, sections, argv)
     print(f"nnlab.findings: wrote {doc}")
     return 0
