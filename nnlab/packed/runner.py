@@ -83,7 +83,7 @@ def _reopen_run(member: Member, run: Any, checkpoint: Path) -> None:
     member.tracker = open_tracker(member.cfg)
     logged = reopen_run(member.tracker, run.info.run_id, checkpoint)
     member.open = True
-    member.logger = MlflowRunLogger(member.tracker, logged=logged)
+    member.logger = MlflowRunLogger(member.tracker, logged=logged, epoch_flush_s=PACK_FLUSH_S)
 
 
 def _end_run(member: Member, err: BaseException | None = None) -> None:
