@@ -15,8 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Lower layers first; a module may import its own layer or a lower one, never a higher one.
 LAYERS = ["parts", "config", "tracking", "engine", "jobs", "packed", "plugins", "commands"]
-PARTS = {"errors", "quiet", "figures", "memory", "activations", "inits", "losses", "models",
-         "data"}
+PARTS = {"errors", "quiet", "figures", "drawing", "memory", "activations", "inits", "losses",
+         "models", "data"}
 COMMANDS = {"__main__", "report", "report_page", "findings", "server", "plot", "api"}
 
 
