@@ -9,6 +9,8 @@ figures, which packs draw per member as solo runs do). LeNet-5 also runs its bas
 intra-op thread (OMP_NUM_THREADS=1), the thread count a pack trains with on the CPU: the fair
 comparison of packing alone. `--before TREE` runs every side with another checkout of nnlab
 too (e.g. `git archive main | tar -x -C TREE`), alternating, so before and after see one load.
+Each row also gives the command's CPU seconds (its children's too: a pack's drawing process) and
+the 1-minute load average at each run's start: on a shared machine wall time is not the code's.
 
 mlp       16 jobs: model=mlp dataset=moons init=xavier_normal,kaiming_normal seed=0..7, 50 epochs
 deep_mlp  8 jobs: model=deep_mlp optimizer.lr=0.01 init=xavier_normal,kaiming_normal seed=0..3,
@@ -49,8 +51,8 @@ def compare(name: str, repeats: int, instruments: list[str],
     if name == "lenet5":
         sides["basic, 1 thread"] = ([], {"OMP_NUM_THREADS": "1"})
     lines = [f"### Packed sweep: {title} (median of {repeats})", "",
-             "| instruments | tree | launcher | jobs span s | wall s | packed speed-up (span) |",
-             "|---|---|---|---|---|---|"]
+             "| instruments | tree | launcher | jobs span s | wall s | CPU s | load at start | "
+             "packed speed-up (span) |", "|---|---|---|---|---|---|---|---|"]
     settings = {"off": instruments_off(), "on (default)": []}
     for label in instruments:
         label = "on (default)" if label == "on" else label
@@ -64,8 +66,10 @@ def compare(name: str, repeats: int, instruments: list[str],
         for (tree, side), runs in found.items():
             ratio = "" if side == "packed" else \
                 f"**{span[tree, side] / span[tree, 'packed']:.2f}x**"
+            loads = "/".join(f"{r['load']:.1f}" for r in runs)
             lines.append(f"| {label} | {tree} | {side} | {span[tree, side]:.1f} | "
-                         f"{median(runs, 'wall_s'):.1f} | {ratio} |")
+                         f"{median(runs, 'wall_s'):.1f} | {median(runs, 'cpu_s'):.1f} | "
+                         f"{loads} | {ratio} |")
     return lines
 
 

@@ -130,16 +130,24 @@ def plain_loop(root: str, epochs: int, batches: int, device: str, batch_size: in
 
 # -- nnlab runs ---------------------------------------------------------------------------------
 def nnlab_run(args: list[str], env: dict | None = None, tree: Path = REPO) -> dict:
-    """Run the CLI in a scratch folder; return its run's metric histories and the wall time
-    (`tree`: the checkout of nnlab to run, this one by default)."""
+    """Run the CLI in a scratch folder; return its run's metric histories, the wall time, the
+    CPU seconds of the command and its children (a pack's drawing process included) and the
+    1-minute load average at its start (`tree`: the checkout of nnlab to run, this one by
+    default)."""
+    import resource
+
     from mlflow.tracking import MlflowClient
 
     with tempfile.TemporaryDirectory() as tmp:
+        load = os.getloadavg()[0]
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         out = subprocess.run([PY, "-m", "nnlab", *args, *QUIET], cwd=tmp, capture_output=True,
                              text=True, env={**os.environ, **(env or {}),
                                              "PYTHONPATH": str(tree)})
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
         if out.returncode != 0:
             raise RuntimeError(f"nnlab {' '.join(args)} failed:\n{out.stderr[-3000:]}")
         client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
@@ -148,7 +156,8 @@ def nnlab_run(args: list[str], env: dict | None = None, tree: Path = REPO) -> di
                                                  key=lambda m: m.step)]
                    for r in runs for key in ("time/epoch_s", "test/acc")}
         span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1e3
-        return {"wall_s": wall, "span_s": span, "runs": len(runs), **history}
+        return {"wall_s": wall, "span_s": span, "cpu_s": cpu, "load": load, "runs": len(runs),
+                **history}
 
 
 def plain_subprocess(root: str, epochs: int, batches: int, device: str, **kw) -> dict:

@@ -114,13 +114,7 @@ class Instruments(Callback):
         self.layers = param_layers(model)
         self.params = [p for _, ps in self.layers for p in ps]
         self.layer_of = torch.tensor([i for i, (_, ps) in enumerate(self.layers) for _ in ps])
-        self.acts: dict[str, _ActivationStats] = {}
-        for name, m in model.named_modules():
-            spec = spec_of(m)
-            if spec is not None and spec.module is not nn.Identity:
-                stats = _ActivationStats(spec, self.threshold)
-                self.acts[name] = stats
-                self.handles.append(m.register_forward_hook(stats))
+        self.acts, self.handles = activation_hooks(model, self.threshold)
 
         # Counted now (before a resume restores trained weights), drawn at the end: matplotlib
         # and MLflow's artifact code stay off the path to the first training step.
@@ -153,29 +147,9 @@ class Instruments(Callback):
                     stats = self.acts[name]
                     stats.sums, stats.alive, stats.last = (
                         None if v is None else v.to(device) for v in values)
-        self.frame_grid = self._boundary_grid(trainer, pl_module)
+        self.frame_grid = frame_grid(trainer, pl_module) if self.plots else None
         if self.frame_grid is not None and trainer.current_epoch == 0:
-            self.frames = [(0, self._frame(pl_module))]
-
-    def _boundary_grid(self, trainer, pl_module) -> tuple[list[float], torch.Tensor] | None:
-        """(extent, grid points) for 2-D classification data when plots are on, else None."""
-        datamodule = trainer.datamodule
-        if not self.plots or not hasattr(datamodule, "splits") or \
-                getattr(pl_module, "task", None) != "classification":
-            return None  # nnlab's in-memory data modules only
-        return boundary_grid(datamodule.splits["train"].x)
-
-    @torch.no_grad()
-    def _frame(self, pl_module) -> torch.Tensor:
-        """The predicted class on the grid, (BOUNDARY_GRID, BOUNDARY_GRID) uint8, rows = y."""
-        was_training = pl_module.training
-        pl_module.eval()
-        scores = pl_module(self.frame_grid[1].to(pl_module.device))
-        pl_module.train(was_training)
-        return scores.argmax(-1).to(torch.uint8).cpu().reshape(BOUNDARY_GRID, BOUNDARY_GRID)
-
-    def _frame_epochs(self, trainer) -> set[int]:
-        return frame_epochs(int(trainer.max_epochs or 1))
+            self.frames = [(0, boundary_frame(pl_module, self.frame_grid[1]))]
 
     def state_dict(self) -> dict[str, Any]:
         """The epoch's sums so far, kept in checkpoints: a resumed epoch logs the same means."""
@@ -193,31 +167,27 @@ class Instruments(Callback):
         for stats in self.acts.values():
             stats.reset()
 
-    def _layer_norms(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        squares = torch.stack(torch._foreach_norm(tensors)) ** 2
-        per_layer = torch.zeros(len(self.layers), device=squares.device, dtype=squares.dtype)
-        return per_layer.index_add_(0, self.layer_of.to(squares.device), squares).sqrt()
-
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        norms = self._layer_norms(grads)
+        norms = layer_norms(grads, self.layer_of, len(self.layers))
         self.grad_sum += norms
         self.grad_steps += 1
         step = trainer.global_step + 1
         if step % self.every_n_steps == 0:
-            self._log(trainer, self._collect(norms, epoch=False), step, suffix="_step")
+            log_values(trainer, self._collect(norms, epoch=False), step, suffix="_step")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         epoch = trainer.current_epoch + 1
-        if getattr(self, "frame_grid", None) is not None and epoch in self._frame_epochs(trainer):
-            self.frames.append((epoch, self._frame(pl_module)))
+        if getattr(self, "frame_grid", None) is not None and \
+                epoch in frame_epochs(int(trainer.max_epochs or 1)):
+            self.frames.append((epoch, boundary_frame(pl_module, self.frame_grid[1])))
         if not self.grad_steps:
             return
         grads = self.grad_sum / self.grad_steps
-        self._log(trainer, self._collect(grads, epoch=True), trainer.global_step, suffix="")
+        log_values(trainer, self._collect(grads, epoch=True), trainer.global_step, suffix="")
 
     def _collect(self, grad_norms: torch.Tensor, epoch: bool) -> dict[str, torch.Tensor]:
-        weights = self._layer_norms([p.detach() for p in self.params])
+        weights = layer_norms([p.detach() for p in self.params], self.layer_of, len(self.layers))
         found: dict[str, torch.Tensor] = {}
         for i, (name, _) in enumerate(self.layers):
             found[f"grad_norm/{name}"] = grad_norms[i]
@@ -226,14 +196,6 @@ class Instruments(Callback):
             for key, value in stats.values(epoch).items():
                 found[f"{key}/{name}"] = value
         return found
-
-    def _log(self, trainer, values: dict[str, torch.Tensor], step: int, suffix: str) -> None:
-        if trainer.logger is None or not values:
-            return
-        numbers = torch.stack(list(values.values())).double().cpu().tolist()  # one sync
-        trainer.logger.log_metrics(
-            {f"{k}{suffix}": v for k, v in zip(values, numbers, strict=True)}, step=step
-        )
 
     # -- plots at the end -----------------------------------------------------------------------
     def on_test_end(self, trainer, pl_module) -> None:
@@ -256,19 +218,77 @@ class Instruments(Callback):
         self.init_histograms = []
 
     def _end_plots(self, trainer, pl_module) -> None:
-        tracker = _tracker(trainer)
-        if tracker is not None:
-            trainer.logger.flush()
         frames = self.frames if getattr(self, "frame_grid", None) is not None else []
-        extent = self.frame_grid[0] if frames else None
-        end_plots(lambda *args: self._artifact(trainer, *args), tracker,
-                  getattr(pl_module, "model", pl_module), pl_module, trainer.datamodule,
-                  getattr(pl_module, "task", None), self.init_histograms, self.init_kernels,
-                  frames, extent)
+        trainer_end_plots(lambda *args: self._artifact(trainer, *args), trainer, pl_module,
+                          self.init_histograms, self.init_kernels, frames,
+                          self.frame_grid[0] if frames else None)
         self.init_histograms = []
 
     def _artifact(self, trainer, filename: str, draw, *args: Any) -> None:
         log_figure(_tracker(trainer), Path(trainer.default_root_dir), filename, draw, *args)
+
+
+def activation_hooks(model: nn.Module, threshold: float
+                     ) -> tuple[dict[str, _ActivationStats], list[Any]]:
+    """Running statistics of every activation module's outputs (by module path), filled by
+    forward hooks; and the hooks' handles."""
+    acts: dict[str, _ActivationStats] = {}
+    handles = []
+    for name, m in model.named_modules():
+        spec = spec_of(m)
+        if spec is not None and spec.module is not nn.Identity:
+            acts[name] = _ActivationStats(spec, threshold)
+            handles.append(m.register_forward_hook(acts[name]))
+    return acts, handles
+
+
+def layer_norms(tensors: list[torch.Tensor], layer_of: torch.Tensor, layers: int) -> torch.Tensor:
+    """(layers,): the L2 norm per layer of the tensors (layer_of: each tensor's layer)."""
+    squares = torch.stack(torch._foreach_norm(tensors)) ** 2
+    per_layer = torch.zeros(layers, device=squares.device, dtype=squares.dtype)
+    return per_layer.index_add_(0, layer_of.to(squares.device), squares).sqrt()
+
+
+def log_values(trainer, values: dict[str, torch.Tensor], step: int, suffix: str) -> None:
+    """The values to the trainer's logger as `<name><suffix>`, one host sync."""
+    if trainer.logger is None or not values:
+        return
+    numbers = torch.stack(list(values.values())).double().cpu().tolist()
+    trainer.logger.log_metrics(
+        {f"{k}{suffix}": v for k, v in zip(values, numbers, strict=True)}, step=step
+    )
+
+
+def frame_grid(trainer, pl_module) -> tuple[list[float], torch.Tensor] | None:
+    """(extent, grid points) of the decision-boundary frames for 2-D classification data, else
+    None."""
+    datamodule = trainer.datamodule
+    if not hasattr(datamodule, "splits") or getattr(pl_module, "task", None) != "classification":
+        return None  # nnlab's in-memory data modules only
+    return boundary_grid(datamodule.splits["train"].x)
+
+
+@torch.no_grad()
+def boundary_frame(pl_module, points: torch.Tensor) -> torch.Tensor:
+    """The predicted class on the grid, (BOUNDARY_GRID, BOUNDARY_GRID) uint8, rows = y."""
+    was_training = pl_module.training
+    pl_module.eval()
+    scores = pl_module(points.to(pl_module.device))
+    pl_module.train(was_training)
+    return scores.argmax(-1).to(torch.uint8).cpu().reshape(BOUNDARY_GRID, BOUNDARY_GRID)
+
+
+def trainer_end_plots(artifact: Callable[..., None], trainer, pl_module,
+                      init_histograms: list[Histogram], init_kernels: torch.Tensor | None,
+                      frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
+    """end_plots for a solo run's trainer: its run's curves read back once the logger wrote
+    them."""
+    tracker = _tracker(trainer)
+    if tracker is not None:
+        trainer.logger.flush()
+    end_plots(artifact, tracker, getattr(pl_module, "model", pl_module), pl_module,
+              trainer.datamodule, getattr(pl_module, "task", None), init_histograms,
+              init_kernels, frames, extent)
 
 
 def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, predict: nn.Module,
@@ -338,11 +358,16 @@ def log_figure(tracker: Any, folder: Path, filename: str, draw: Callable[..., An
     # lazy: matplotlib and torch load only when a figure is drawn
     from nnlab.figures import png_bytes
 
+    log_picture(tracker, folder, filename, png_bytes(draw(*args)))  # bytes, or a Figure
+
+
+def log_picture(tracker: Any, folder: Path, filename: str, picture: bytes) -> None:
+    """Log a drawn figure (PNG/GIF bytes) as log_figure does."""
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) if tracker is not None else folder
         target.mkdir(parents=True, exist_ok=True)
         path = target / filename
-        path.write_bytes(png_bytes(draw(*args)))  # PNG/GIF bytes, or a Figure to encode
+        path.write_bytes(picture)
         if tracker is not None:
             tracker.client.log_artifact(tracker.run_id, str(path), "instruments")
 

@@ -22,7 +22,8 @@ class MlflowRunLogger(Logger):
     def __init__(self, tracker: Tracker, flush_every: int = 50,
                  logged: Mapping[str, int] | None = None, epoch_flush_s: float = 0.0) -> None:
         """`epoch_flush_s`: epoch values are written at once (0) or once this many seconds have
-        passed since the last write (a pack's members: one store write a member per epoch is
+        passed since the last write, and so are `flush_every` pending values (a pack's members:
+        one store write a member per epoch, or per 50 values of its per-layer instruments, is
         most of a small pack's time)."""
         super().__init__()
         self.tracker = tracker
@@ -62,7 +63,8 @@ class MlflowRunLogger(Logger):
             epoch_end |= not key.endswith("_step")
             self._pending.append(Metric(key, float(value), now, step or 0))
         since = time.monotonic() - self._flushed
-        due = len(self._pending) >= self.flush_every and since >= self.min_interval_s
+        due = len(self._pending) >= self.flush_every and \
+            since >= max(self.min_interval_s, self.epoch_flush_s)
         if (epoch_end and since >= self.epoch_flush_s) or due or len(self._pending) >= 1000:
             self.flush()
 

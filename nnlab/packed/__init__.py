@@ -6,8 +6,9 @@ init draw); the members' parameters are stacked (`torch.func.stack_module_state`
 member logs into its own MLflow run, through the same run ceremony as a solo run.
 
 plan (which jobs pack, how many fit) -> members (built as solo) -> module (the vectorised
-LightningModule; optim, batches, instruments) -> runner (the fit and each member's run) ->
-checkpoint (kill and resume) -> launch (the sweep, for hydra_plugins/nnlab_packed).
+LightningModule; optim, batches, instruments) -> runner (the fit and each member's run;
+pictures: its end-of-run figures, drawn here and in a second process) -> checkpoint (kill and
+resume) -> launch (the sweep, for hydra_plugins/nnlab_packed).
 """
 
 from nnlab.packed.checkpoint import PackResume, pack_run_ids

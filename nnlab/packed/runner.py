@@ -8,7 +8,7 @@ import copy
 import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from torch import nn
 
 from nnlab.config import plain
-from nnlab.engine.instruments import end_plots, first_conv, log_figure, param_layers, weight_counts
+from nnlab.drawing import Drawer
+from nnlab.engine.instruments import log_figure, log_picture, param_layers, weight_counts
 from nnlab.engine.logger import MlflowRunLogger
 from nnlab.engine.solo import make_trainer
 from nnlab.engine.trained import log_trained_model
@@ -28,6 +29,7 @@ from nnlab.packed.batches import PackedBatches
 from nnlab.packed.checkpoint import PackCheckpointer, PackResume, pack_checkpoint
 from nnlab.packed.members import Member, build_members
 from nnlab.packed.module import MemberHooks, PackedModule
+from nnlab.packed.pictures import Job, Pictures, draw_members, member_jobs, start_drawer
 from nnlab.quiet import quiet
 from nnlab.tracking import open_tracker, tags
 from nnlab.tracking.life import end_status, open_run, reopen_run
@@ -83,7 +85,7 @@ def _reopen_run(member: Member, run: Any, checkpoint: Path) -> None:
     member.tracker = open_tracker(member.cfg)
     logged = reopen_run(member.tracker, run.info.run_id, checkpoint)
     member.open = True
-    member.logger = MlflowRunLogger(member.tracker, logged=logged)
+    member.logger = MlflowRunLogger(member.tracker, logged=logged, epoch_flush_s=PACK_FLUSH_S)
 
 
 def _end_run(member: Member, err: BaseException | None = None) -> None:
@@ -103,17 +105,45 @@ def init_plot(member: Member) -> None:
                weight_counts(param_layers(member.model)))
 
 
-def member_plots(member: Member, trained: nn.Module, datamodule: Any, module: PackedModule,
-                 m: int) -> None:
-    """The figures the Instruments callback draws at the end of a solo run, for one member."""
-    conv = first_conv(member.model)
-    member.logger.flush()  # the learning curves read the run's metric histories
-    frames = module.boundary.frames[m] if module.boundary.grid is not None else []
-    end_plots(lambda *args: log_figure(member.tracker, member.output_dir, *args), member.tracker,
-              trained, trained, datamodule, module.task,
-              weight_counts(param_layers(member.model)),
-              None if conv is None else conv.weight.detach().cpu().clone(), frames,
-              module.boundary.grid[0] if frames else None)
+def finish_members(members: Sequence[Member], module: PackedModule, datamodules: Sequence[Any],
+                   drawer: Drawer | None, stopped: Callable[[], None], pack_id: str) -> None:
+    """Each open member's end-of-run figures (drawn here and by `drawer`), trained model and
+    FINISHED status, as its solo run ends; `stopped()` raises for a Ctrl-C the figures
+    swallowed."""
+    trained: dict[int, nn.Module] = {}
+
+    def model_of(m: int) -> nn.Module:
+        if m not in trained:
+            trained[m] = copy.deepcopy(members[m].model)  # member.model keeps its init draw
+            trained[m].load_state_dict(module.member_state_dict(m), strict=False)
+        return trained[m]
+
+    def jobs_of(m: int) -> list[Job]:
+        frames = module.boundary.frames[m] if module.boundary.grid is not None else []
+        return member_jobs(members[m], model_of(m), datamodules[m], module.task, frames,
+                           module.boundary.grid[0] if frames else None)
+
+    def done(m: int, pictures: Pictures) -> None:
+        member = members[m]
+        for filename, picture in pictures:
+            log_picture(member.tracker, member.output_dir, filename, picture)
+        log_trained_model(member.tracker, model_of(m), datamodules[m])
+        del trained[m]
+        stopped()
+        _end_run(member)
+        member.result = float(module.ledger.last[m].get(module.monitor, math.nan))
+        scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(module.ledger.last[m].items())
+                          if k.startswith("test/"))
+        print(f"nnlab: run '{member.cfg.mlflow.run_name}' FINISHED ({member.tracker.run_id}) "
+              f"in pack {pack_id}: {module.monitor}={member.result:.4f} {scores}", flush=True)
+
+    finishing = [m for m, member in enumerate(members) if member.open]
+    plotted = [m for m in finishing
+               if members[m].cfg.instruments.enabled and members[m].cfg.instruments.plots]
+    draw_members(plotted, jobs_of, drawer, done)
+    for m in finishing:
+        if m not in plotted:
+            done(m, [])
 
 
 def run_pack(members: Sequence[Member], pack_id: str,
@@ -160,7 +190,9 @@ def run_pack(members: Sequence[Member], pack_id: str,
     previous = {sig: signal.signal(sig, checkpointer.request_stop)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     threads = torch.get_num_threads()
+    drawer = None
     try:
+        drawer = start_drawer(members)  # its imports overlap the training
         for m, member in enumerate(members):
             member.model = modules[m].model
             if resume is None:
@@ -183,22 +215,8 @@ def run_pack(members: Sequence[Member], pack_id: str,
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted")
         trainer.test(module, dataloaders=test, verbose=False)
-        for m, member in enumerate(members):
-            if not member.open:
-                continue
-            trained = copy.deepcopy(member.model)  # member.model keeps its init draw
-            trained.load_state_dict(module.member_state_dict(m), strict=False)
-            if member.cfg.instruments.enabled and member.cfg.instruments.plots:
-                member_plots(member, trained, datamodules[m], module, m)
-            log_trained_model(member.tracker, trained, datamodules[m])
-            checkpointer.raise_if_stopped()  # a Ctrl-C during the figures that was swallowed
-            _end_run(member)
-            member.result = float(module.ledger.last[m].get(module.monitor, math.nan))
-            scores = " ".join(f"{k}={v:.4f}" for k, v in sorted(module.ledger.last[m].items())
-                              if k.startswith("test/"))
-            print(f"nnlab: run '{member.cfg.mlflow.run_name}' FINISHED "
-                  f"({member.tracker.run_id}) in pack {pack_id}: {module.monitor}="
-                  f"{member.result:.4f} {scores}", flush=True)
+        finish_members(members, module, datamodules, drawer, checkpointer.raise_if_stopped,
+                       pack_id)
         return module
     except BaseException as raised:
         status, err = end_status(raised)
@@ -214,6 +232,8 @@ def run_pack(members: Sequence[Member], pack_id: str,
             raise err from None
         raise
     finally:
+        if drawer is not None:
+            drawer.close()
         torch.set_num_threads(threads)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
