@@ -70,11 +70,44 @@ def test_figures_drawn_away_are_the_ones_drawn_here() -> None:
     assert sorted(got) == [0, 1, 2, 3]
     away = {m for m, _ in sent}
     assert away and away != {0, 1, 2, 3}  # both processes drew members
-    assert all(i != 0 for _, i in sent)  # the confusion matrix is drawn here
+    for m in away:  # all of a member's figures, the confusion matrix (counted here) included
+        assert sorted(i for n, i in sent if n == m) == [0, 1, 2]
     for m, pictures in got.items():
         assert [name for name, _ in pictures] == [name for name, *_ in jobs[m]]
         for (_, picture), job in zip(pictures, jobs[m], strict=True):
             assert picture == pack_pictures.draw_here(job), (m, job[0])
+
+
+def test_figures_drawn_ahead_are_taken_not_drawn_again() -> None:
+    """The weights at init, sent before training (draw_ahead): the drawing process's pictures
+    are used for the members it draws (not sent again) and are the ones drawn here."""
+    histograms = {m: ("weights_at_init.png", weight_histograms, (
+        [("net.0", (8, 2), 0.5 + m, torch.tensor([1.0, 3.0 + m, 2.0]),
+          torch.tensor([-1.0, 0.0, 1.0, 2.0]))],)) for m in range(3)}
+    jobs = {m: [histograms[m], *member_jobs(m)] for m in range(3)}
+    drawer = ready_drawer()
+    for m, (name, draw, args) in histograms.items():
+        drawer.submit((pack_pictures.AHEAD_KEY, m, name), draw, *args)
+    sent, drawn_here = [], []
+    submit, draw_here = drawer.submit, pack_pictures.draw_here
+    drawer.submit = lambda key, *rest: (sent.append(key), submit(key, *rest))
+    pack_pictures.draw_here = lambda job: (drawn_here.append(job[0]), draw_here(job))[1]
+    try:
+        got = {}
+        pack_pictures.draw_members([0, 1, 2], jobs.__getitem__, drawer,
+                                   lambda m, pictures: got.setdefault(m, pictures),
+                                   {(m, "weights_at_init.png") for m in range(3)})
+    finally:
+        pack_pictures.draw_here = draw_here
+        drawer.close()
+    assert sorted(got) == [0, 1, 2]
+    assert all(i != 0 for _, i in sent)  # the ahead figures were not sent again
+    for m, pictures in got.items():
+        assert [name for name, _ in pictures] == [name for name, *_ in jobs[m]]
+        for (_, picture), job in zip(pictures, jobs[m], strict=True):
+            assert picture == draw_here(job), (m, job[0])
+    # drawn here only when this process took the member before its ahead picture came back
+    assert drawn_here.count("weights_at_init.png") <= 1
 
 
 def test_a_figure_that_fails_away_is_drawn_and_raises_here() -> None:

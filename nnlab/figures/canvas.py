@@ -4,6 +4,7 @@ that a run's instruments draw again with new data."""
 from __future__ import annotations
 
 import io
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -39,16 +40,19 @@ def png_bytes(figure: Any, dpi: int = 90) -> bytes:
 # axes and titles that matplotlib renders once per data set. Encoded with Pillow, not savefig.
 
 DPI = 90  # of every instruments PNG
-KEEP = 16  # built figures kept per process (least recently used dropped)
+KEEP = 4  # built figures kept per kind and process (least recently used dropped)
 _BUILT: OrderedDict[tuple, Any] = OrderedDict()
 
 
 def built(key: tuple, build: Callable[[], Any]) -> Any:
-    """What `build()` returns, built once per key (a layout) and kept for the next call."""
+    """What `build()` returns, built once per key (a layout; key[0] names its kind) and kept for
+    the next call. Kept per kind: a pack's members, each with other data, must not push out the
+    figures every member draws again (a pack drew each member's figures from scratch)."""
     found = _BUILT.pop(key, None)
     _BUILT[key] = found if found is not None else build()
-    while len(_BUILT) > KEEP:
-        _BUILT.popitem(last=False)
+    same_kind = [k for k in _BUILT if k[0] == key[0]]
+    for old in same_kind[:-KEEP]:
+        del _BUILT[old]
     return _BUILT[key]
 
 
@@ -63,12 +67,35 @@ def agg_figure(figsize: tuple[float, float]) -> Any:
 
 
 def pixels(figure: Any) -> np.ndarray:
-    """The figure rendered, (H, W, 4) uint8 RGBA; laid out (tight) on its first drawing only."""
-    if not getattr(figure, "nnlab_laid_out", False):
+    """The figure rendered, (H, W, 4) uint8 RGBA; laid out (tight) on its first drawing and
+    again whenever its tick labels changed (new data), so that a picture depends only on what
+    it shows, not on what the figure showed before."""
+    ticks = tick_labels(figure)
+    if getattr(figure, "nnlab_laid_out_for", None) != ticks:
+        # tight_layout starts from the current layout: start each from the figure's first
+        start = getattr(figure, "nnlab_first_layout", None)
+        if start is None:
+            pars = figure.subplotpars
+            figure.nnlab_first_layout = {k: getattr(pars, k) for k in
+                                         ("left", "bottom", "right", "top", "wspace", "hspace")}
+        else:
+            figure.subplots_adjust(**start)
         figure.tight_layout()
-        figure.nnlab_laid_out = True
+        figure.nnlab_laid_out_for = ticks
     figure.canvas.draw()
     return np.asarray(figure.canvas.buffer_rgba())
+
+
+def tick_labels(figure: Any) -> tuple:
+    """Every axis's tick labels as they would be drawn now, each digit as 0: what a tight
+    layout depends on (matplotlib's default font draws every digit equally wide), so new data
+    with labels of the same shape keeps the layout and the figure is not laid out again."""
+    return tuple(tuple(_DIGIT.sub("0", label) for label in
+                       axis.get_major_formatter().format_ticks(axis.get_major_locator()()))
+                 for ax in figure.axes for axis in (ax.xaxis, ax.yaxis) if axis.get_visible())
+
+
+_DIGIT = re.compile(r"\d")
 
 
 def encode_png(rgba: np.ndarray) -> bytes:

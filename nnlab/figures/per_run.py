@@ -157,9 +157,21 @@ def learning_curves(curves: dict[str, list[tuple[int, float]]]) -> bytes:
 
 def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) -> bytes:
     """The test set's confusion matrix with its counts, PNG bytes."""
+    return confusion_figure(confusion_counts(predicted, target, num_classes))
+
+
+def confusion_counts(predicted: torch.Tensor, target: torch.Tensor,
+                     num_classes: int) -> torch.Tensor:
+    """(classes, classes) counts, rows = true class (torchmetrics')."""
     from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-    counts = multiclass_confusion_matrix(predicted, target, num_classes)
+    return multiclass_confusion_matrix(predicted, target, num_classes)
+
+
+def confusion_figure(counts: torch.Tensor) -> bytes:
+    """A confusion matrix's counts drawn, PNG bytes (no torchmetrics: a drawing process draws
+    it from counts computed elsewhere)."""
+    num_classes = counts.shape[0]
 
     def build() -> tuple[Any, Any, Any, list[Any]]:
         fig = agg_figure((4.6, 4))

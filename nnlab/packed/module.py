@@ -96,6 +96,9 @@ class BoundaryFrames:
     def __init__(self, size: int) -> None:
         self.grid: tuple[list[float], torch.Tensor] | None = None  # (extent, points)
         self.frames: list[list[tuple[int, torch.Tensor]]] = [[] for _ in range(size)]
+        # CPU threads for a frame's grid (every member over the grid: one large forward pass,
+        # where a one-thread pack would leave the other cores idle); 0: as the pack trains
+        self.threads = 0
 
     def start(self, train: Any, scores: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """The grid over the training inputs, and the frame at init (not after a resume)."""
@@ -110,7 +113,12 @@ class BoundaryFrames:
             self.take(epoch, scores)
 
     def take(self, epoch: int, scores: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        classes = scores(self.grid[1]).argmax(-1)
+        training_threads = torch.get_num_threads()
+        torch.set_num_threads(max(training_threads, self.threads))
+        try:
+            classes = scores(self.grid[1]).argmax(-1)
+        finally:
+            torch.set_num_threads(training_threads)
         for m, grid in enumerate(classes.to(torch.uint8).cpu()):
             self.frames[m].append((epoch, grid.reshape(BOUNDARY_GRID, BOUNDARY_GRID)))
 

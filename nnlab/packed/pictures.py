@@ -13,14 +13,14 @@ from torch import nn
 
 from nnlab.drawing import Drawer, boundary_scores, portable
 from nnlab.engine.instruments import end_plots, first_conv, param_layers, weight_counts
-from nnlab.figures import decision_boundary, png_bytes
+from nnlab.figures import confusion_matrix, decision_boundary, png_bytes, weight_histograms
+from nnlab.figures.per_run import confusion_counts, confusion_figure
 from nnlab.packed.members import Member
 
 Job = tuple[str, Callable[..., Any], tuple]  # (file name, figure function, its arguments)
 Pictures = list[tuple[str, bytes]]  # (file name, PNG/GIF bytes), in the order they were made
-# drawn here: the drawing process would import torchmetrics (~5 CPU s) for 0.05 s a figure
-DRAWN_HERE = {"confusion_matrix"}
 AHEAD = 2  # members queued in the drawing process (one drawn, one waiting)
+AHEAD_KEY = "ahead"  # the key's first part of a figure sent before training (draw_ahead)
 WAIT_S = 120.0  # a drawing process silent this long with jobs away is ended; they are drawn here
 
 
@@ -57,24 +57,44 @@ def away(job: Job) -> Job | None:
     """The job as the drawing process takes it (tensors on the CPU, a model replaced by its
     scores), or None: drawn here."""
     filename, draw, args = job
-    if draw.__name__ in DRAWN_HERE:
-        return None
     if draw is decision_boundary:
         args = (boundary_scores(args[0], args[1]), *args[1:])
+    if draw is confusion_matrix:  # counted here: the drawing process imports no torchmetrics
+        draw, args = confusion_figure, (confusion_counts(*args),)
     try:
         return filename, draw, portable(args)
     except ValueError:
         return None
 
 
+def draw_ahead(drawer: Drawer | None, members: Sequence[Member]) -> set[tuple[int, str]]:
+    """Send the drawing process, before the pack trains, the figures whose inputs are known now
+    (each member's weights at init, as end_plots draws them): it draws them while the pack trains
+    on the other core. The (member, file name) pairs sent, for draw_members."""
+    if drawer is None:
+        return set()
+    sent = set()
+    for m, member in enumerate(members):
+        if member.open and member.cfg.instruments.enabled and member.cfg.instruments.plots:
+            drawer.submit((AHEAD_KEY, m, "weights_at_init.png"), weight_histograms,
+                          portable(weight_counts(param_layers(member.model))))
+            sent.add((m, "weights_at_init.png"))
+    return sent
+
+
 def draw_members(order: Sequence[int], jobs_of: Callable[[int], list[Job]],
-                 drawer: Drawer | None, done: Callable[[int, Pictures], None]) -> None:
+                 drawer: Drawer | None, done: Callable[[int, Pictures], None],
+                 ahead: set[tuple[int, str]] | None = None) -> None:
     """Every member's figures; `done(m, pictures)` as soon as member m's are all drawn. This
     process draws members from the front of `order`; once the drawing process is ready it takes
-    them from the back, AHEAD at a time. What it cannot draw (or a job lost with it) is drawn
+    them from the back, AHEAD at a time. `ahead`: (member, file name) figures sent to it before
+    training (draw_ahead), taken from it. What it cannot draw (or a job lost with it) is drawn
     here, so an error in a figure is raised here as in a solo run."""
     todo = deque(order)
     sent: dict[int, tuple[list[Job], dict[int, bytes]]] = {}  # m -> its jobs, pictures back
+    early: dict[tuple[int, str], bytes | None] = {}  # drawn ahead and back
+    awaited: dict[tuple[int, str], int] = {}  # drawn ahead, not back: its job's index
+    ahead = set(ahead or ())
 
     def complete(m: int) -> None:
         jobs, pictures = sent[m]
@@ -82,33 +102,57 @@ def draw_members(order: Sequence[int], jobs_of: Callable[[int], list[Job]],
             del sent[m]
             done(m, [(job[0], pictures[i]) for i, job in enumerate(jobs)])
 
+    def take_back(back: list) -> None:
+        for key, picture in back:
+            if key[0] == AHEAD_KEY:
+                _, m, filename = key
+                ahead.discard((m, filename))
+                early[m, filename] = picture
+                if (m, filename) in awaited:
+                    i = awaited.pop((m, filename))
+                    jobs, pictures = sent[m]
+                    pictures[i] = picture if picture is not None else draw_here(jobs[i])
+                    complete(m)
+                continue
+            m, i = key
+            jobs, pictures = sent[m]
+            pictures[i] = picture if picture is not None else draw_here(jobs[i])
+            complete(m)
+
+    def drawn_early(m: int, job: Job) -> bytes | None:
+        return early.pop((m, job[0]), None)
+
     while todo or sent:
         while drawer is not None and drawer.ready and todo and len(sent) < AHEAD:
             m = todo.pop()
             jobs, pictures = sent[m] = (jobs_of(m), {})
             here = []
             for i, job in enumerate(jobs):
-                if (far := away(job)) is not None:
+                if (picture := drawn_early(m, job)) is not None:
+                    pictures[i] = picture
+                elif (m, job[0]) in ahead:
+                    awaited[m, job[0]] = i
+                elif (far := away(job)) is not None:
                     drawer.submit((m, i), far[1], *far[2])
                 else:
                     here.append(i)
             pictures.update({i: draw_here(jobs[i]) for i in here})
             complete(m)
-        if sent:
+        if drawer is not None and (sent or ahead):
             wait = 0 if todo else WAIT_S
             back = drawer.results(wait)
             if not back and wait and drawer.away:
                 drawer.close()  # silent too long: its jobs are drawn here
-            for (m, i), picture in back:
-                jobs, pictures = sent[m]
-                pictures[i] = picture if picture is not None else draw_here(jobs[i])
-                complete(m)
+            take_back(back)
             if drawer.ended:
+                ahead.clear()
                 for m in list(sent):
                     jobs, pictures = sent[m]
+                    for key in [k for k in awaited if k[0] == m]:
+                        del awaited[key]
                     pictures.update({i: draw_here(job) for i, job in enumerate(jobs)
                                      if i not in pictures})
                     complete(m)
         if todo:
             m = todo.popleft()
-            done(m, [(job[0], draw_here(job)) for job in jobs_of(m)])
+            done(m, [(job[0], drawn_early(m, job) or draw_here(job)) for job in jobs_of(m)])

@@ -29,7 +29,14 @@ from nnlab.packed.batches import PackedBatches
 from nnlab.packed.checkpoint import PackCheckpointer, PackResume, pack_checkpoint
 from nnlab.packed.members import Member, build_members
 from nnlab.packed.module import MemberHooks, PackedModule
-from nnlab.packed.pictures import Job, Pictures, draw_members, member_jobs, start_drawer
+from nnlab.packed.pictures import (
+    Job,
+    Pictures,
+    draw_ahead,
+    draw_members,
+    member_jobs,
+    start_drawer,
+)
 from nnlab.quiet import quiet
 from nnlab.tracking import open_tracker, tags
 from nnlab.tracking.life import end_status, open_run, reopen_run
@@ -106,10 +113,11 @@ def init_plot(member: Member) -> None:
 
 
 def finish_members(members: Sequence[Member], module: PackedModule, datamodules: Sequence[Any],
-                   drawer: Drawer | None, stopped: Callable[[], None], pack_id: str) -> None:
-    """Each open member's end-of-run figures (drawn here and by `drawer`), trained model and
-    FINISHED status, as its solo run ends; `stopped()` raises for a Ctrl-C the figures
-    swallowed."""
+                   drawer: Drawer | None, stopped: Callable[[], None], pack_id: str,
+                   ahead: set[tuple[int, str]] | None = None) -> None:
+    """Each open member's end-of-run figures (drawn here and by `drawer`; `ahead`: those it drew
+    while the pack trained), trained model and FINISHED status, as its solo run ends;
+    `stopped()` raises for a Ctrl-C the figures swallowed."""
     trained: dict[int, nn.Module] = {}
 
     def model_of(m: int) -> nn.Module:
@@ -140,7 +148,7 @@ def finish_members(members: Sequence[Member], module: PackedModule, datamodules:
     finishing = [m for m, member in enumerate(members) if member.open]
     plotted = [m for m in finishing
                if members[m].cfg.instruments.enabled and members[m].cfg.instruments.plots]
-    draw_members(plotted, jobs_of, drawer, done)
+    draw_members(plotted, jobs_of, drawer, done, ahead)
     for m in finishing:
         if m not in plotted:
             done(m, [])
@@ -201,11 +209,13 @@ def run_pack(members: Sequence[Member], pack_id: str,
                 member.error = resume.runs[m].data.tags.get(tags.ERROR, "FAILED before the kill")
             else:
                 _reopen_run(member, resume.runs[m], ckpt_path)
+        ahead = draw_ahead(drawer, members)  # drawn while the pack trains
         if resume is not None:
             print(f"nnlab: resuming pack {pack_id} from {ckpt_path}", flush=True)
         module, train, val, test = make_pack(members, datamodules, modules, generators,
                                              MemberHooks(log, diverged))
         checkpointer.train = train
+        module.boundary.threads = threads  # the process's own count, for the frames' grids
         trainer = pack_trainer(members[0].cfg, members[0].output_dir.parent,
                                callbacks=[checkpointer])
         if cpu_threads and trainer.strategy.root_device.type == "cpu":
@@ -216,7 +226,7 @@ def run_pack(members: Sequence[Member], pack_id: str,
             raise KeyboardInterrupt("training interrupted")
         trainer.test(module, dataloaders=test, verbose=False)
         finish_members(members, module, datamodules, drawer, checkpointer.raise_if_stopped,
-                       pack_id)
+                       pack_id, ahead)
         return module
     except BaseException as raised:
         status, err = end_status(raised)

@@ -11,6 +11,7 @@ is rebuilt, and a store with runs is never deleted.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import sys
@@ -108,8 +109,10 @@ def move_aside(db: Path) -> str:
             "e.g. sqlite:///mlruns/new.db.")
 
 
+@functools.cache
 def _migrations():
-    """This MLflow's schema migrations (alembic's script folder)."""
+    """This MLflow's schema migrations (alembic's script folder, read once per process: a pack
+    opens a run per member)."""
     import mlflow
     from alembic.script import ScriptDirectory
 
