@@ -78,7 +78,7 @@ def test_figures_drawn_away_are_the_ones_drawn_here() -> None:
             assert picture == pack_pictures.draw_here(job), (m, job[0])
 
 
-def test_figures_drawn_ahead_are_taken_not_drawn_again() -> None:
+def test_figures_drawn_ahead_are_taken_not_drawn_again(monkeypatch) -> None:
     """The weights at init, sent before training (draw_ahead): the drawing process's pictures
     are used for the members it draws (not sent again) and are the ones drawn here."""
     histograms = {m: ("weights_at_init.png", weight_histograms, (
@@ -91,14 +91,14 @@ def test_figures_drawn_ahead_are_taken_not_drawn_again() -> None:
     sent, drawn_here = [], []
     submit, draw_here = drawer.submit, pack_pictures.draw_here
     drawer.submit = lambda key, *rest: (sent.append(key), submit(key, *rest))
-    pack_pictures.draw_here = lambda job: (drawn_here.append(job[0]), draw_here(job))[1]
+    monkeypatch.setattr(pack_pictures, "draw_here",
+                        lambda job: (drawn_here.append(job[0]), draw_here(job))[1])
     try:
         got = {}
         pack_pictures.draw_members([0, 1, 2], jobs.__getitem__, drawer,
                                    lambda m, pictures: got.setdefault(m, pictures),
                                    {(m, "weights_at_init.png") for m in range(3)})
     finally:
-        pack_pictures.draw_here = draw_here
         drawer.close()
     assert sorted(got) == [0, 1, 2]
     assert all(i != 0 for _, i in sent)  # the ahead figures were not sent again

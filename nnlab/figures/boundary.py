@@ -98,7 +98,7 @@ def _frames_overlay(frames: Sequence[BoundaryFrame], extent: Sequence[float], x:
         axes = fig.subplots(1, len(frames), squeeze=False)[0]
         for ax, (epoch, _) in zip(axes, frames, strict=True):
             _points(ax, classes, 5, 0.15)
-            ax.set(xlim=extent[:2], ylim=extent[2:], xticks=[], yticks=[])
+            ax.set(xticks=[], yticks=[])  # limits: `show`, per data set
             ax.set_title("init" if epoch == 0 else f"epoch {epoch}", fontsize=8)
         title = fig.suptitle("decision boundary over training (train points)", fontsize=9)
         return _Overlay(fig, axes, title)

@@ -24,9 +24,14 @@ AHEAD_KEY = "ahead"  # the key's first part of a figure sent before training (dr
 WAIT_S = 120.0  # a drawing process silent this long with jobs away is ended; they are drawn here
 
 
+def draws_figures(member: Member) -> bool:
+    """Whether the member's config asks for the instruments' figures."""
+    return bool(member.cfg.instruments.enabled and member.cfg.instruments.plots)
+
+
 def start_drawer(members: Sequence[Member]) -> Drawer | None:
     """A drawing process when the members draw figures and a second CPU is there to draw them."""
-    plotted = sum(m.cfg.instruments.enabled and m.cfg.instruments.plots for m in members)
+    plotted = sum(draws_figures(m) for m in members)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if plotted < 2 or (cpus or 1) < 2:
         return None
@@ -75,7 +80,7 @@ def draw_ahead(drawer: Drawer | None, members: Sequence[Member]) -> set[tuple[in
         return set()
     sent = set()
     for m, member in enumerate(members):
-        if member.open and member.cfg.instruments.enabled and member.cfg.instruments.plots:
+        if member.open and draws_figures(member):
             drawer.submit((AHEAD_KEY, m, "weights_at_init.png"), weight_histograms,
                           portable(weight_counts(param_layers(member.model))))
             sent.add((m, "weights_at_init.png"))

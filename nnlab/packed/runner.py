@@ -34,6 +34,7 @@ from nnlab.packed.pictures import (
     Pictures,
     draw_ahead,
     draw_members,
+    draws_figures,
     member_jobs,
     start_drawer,
 )
@@ -146,8 +147,7 @@ def finish_members(members: Sequence[Member], module: PackedModule, datamodules:
               f"in pack {pack_id}: {module.monitor}={member.result:.4f} {scores}", flush=True)
 
     finishing = [m for m, member in enumerate(members) if member.open]
-    plotted = [m for m in finishing
-               if members[m].cfg.instruments.enabled and members[m].cfg.instruments.plots]
+    plotted = [m for m in finishing if draws_figures(members[m])]
     draw_members(plotted, jobs_of, drawer, done, ahead)
     for m in finishing:
         if m not in plotted:
@@ -183,7 +183,7 @@ def run_pack(members: Sequence[Member], pack_id: str,
         if not members[m].open:
             return
         members[m].tracker.set_tags({tags.DIVERGED: "true"})
-        if members[m].cfg.instruments.enabled and members[m].cfg.instruments.plots:
+        if draws_figures(members[m]):
             init_plot(members[m])  # as a solo run's: often it explains the divergence
         _end_run(members[m], Diverged(message))
         print(f"nnlab: pack {pack_id}: run {members[m].tracker.run_id} diverged and ended FAILED "
