@@ -18,7 +18,7 @@ run: $(STAMP)           ## train the default experiment (LeNet-5 on the offline 
 
 test: $(STAMP) postgres ## the default test suite (budget 15 min on 2 cores, 37 min on 2026-12-02: bench/results.md; the cluster tests need SLURM)
 	@PATH=/usr/sbin:$$PATH command -v slurmctld >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; else sudo apt-get install -y slurm-wlm munge; fi; }
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 test-slow: $(STAMP) postgres ## the long tests (1000-epoch parity, resume, MLflow UI in headless Chromium)
 	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; else sudo apt-get install -y chromium; fi; }

@@ -153,10 +153,23 @@ def moons_study():
     return _moons_study
 
 
+# `make test` runs the files on every core (pytest-xdist, `-n auto --dist loadfile`: a file is one
+# unit of work, so its module fixtures run once) and hands them out in collection order. These
+# files start whole processes for minutes (a study, DDP ranks, a SLURM cluster, a notebook...):
+# they go first, so that no worker is left with one of them while the others idle. Order only.
+LONGEST_FIRST = ("test_studies.py", "test_ddp.py", "test_cli.py", "test_cluster.py",
+                 "test_store.py", "test_resume.py", "test_server.py", "test_notebook.py",
+                 "test_sweep_resume.py", "test_packed_resume.py", "test_run_life.py",
+                 "test_bad_inputs.py", "test_faults.py")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `gpu` run where CUDA is visible and are skipped cleanly elsewhere."""
+    """The longest files first (see LONGEST_FIRST); tests marked `gpu` run where CUDA is visible
+    and are skipped cleanly elsewhere."""
     import torch
 
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible on this machine)")
