@@ -110,14 +110,13 @@ def weight_histograms(
 
     def build() -> tuple[Any, list[tuple[Any, Any]]]:
         fig = agg_figure((3.2 * cols, 2.4 * rows))
-        axes = list(fig.subplots(rows, cols, squeeze=False).flat)
-        for ax in axes[len(histograms):]:
-            ax.axis("off")
+        grid = fig.add_gridspec(rows, cols)  # axes for the layers only: the grid's rest is blank
+        axes = [fig.add_subplot(grid[i // cols, i % cols]) for i in range(len(histograms))]
         for ax in axes:
             ax.tick_params(labelsize=7)
         fig.suptitle("weights right after init")
         return fig, [(ax, ax.stairs([0.0], [0.0, 1.0], fill=True, color="tab:blue"))
-                     for ax in axes[:len(histograms)]]
+                     for ax in axes]
 
     fig, panels = built(("weight histograms", rows, cols, len(histograms)), build)
     for (ax, stairs), (name, shape, std, counts, edges) in zip(panels, histograms, strict=True):
@@ -178,7 +177,9 @@ def confusion_figure(counts: torch.Tensor) -> bytes:
         ax = fig.add_subplot()
         shown = ax.imshow(np.zeros((num_classes, num_classes)), cmap="Blues")
         fig.colorbar(shown, ax=ax)
-        texts = [ax.text(j, i, "", ha="center", va="center", fontsize=7)
+        # the counts sit inside their cells: left out of the layout (the tight layout measured
+        # every one of them, classes squared texts, for margins they cannot move)
+        texts = [ax.text(j, i, "", ha="center", va="center", fontsize=7, in_layout=False)
                  for i in range(num_classes) for j in range(num_classes)]
         ax.set(xlabel="predicted", ylabel="true", xticks=range(num_classes),
                yticks=range(num_classes))
