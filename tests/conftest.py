@@ -154,13 +154,15 @@ def moons_study():
 
 
 # `make test` runs the files on every core (pytest-xdist, `-n auto --dist loadfile`: a file is one
-# unit of work, so its module fixtures run once) and hands them out in collection order. These
-# files start whole processes for minutes (a study, DDP ranks, a SLURM cluster, a notebook...):
-# they go first, so that no worker is left with one of them while the others idle. Order only.
-LONGEST_FIRST = ("test_studies.py", "test_ddp.py", "test_cli.py", "test_cluster.py",
-                 "test_store.py", "test_resume.py", "test_server.py", "test_notebook.py",
-                 "test_sweep_resume.py", "test_packed_resume.py", "test_run_life.py",
-                 "test_bad_inputs.py", "test_faults.py")
+# unit of work, so its module fixtures run once) and hands them out in collection order. The
+# files that take longest (their tests' summed seconds in a run of 2026-12-02, 30 s and more:
+# studies, DDP ranks, a SLURM cluster, packs, a server, a notebook...) go first, longest first,
+# so that no worker is left with one of them while the others idle. Order only.
+LONGEST_FIRST = ("test_studies.py", "test_ddp.py", "test_cluster.py", "test_packed.py",
+                 "test_store.py", "test_cli.py", "test_server.py", "test_resume.py",
+                 "test_engine.py", "test_run_life.py", "test_api.py", "test_notebook.py",
+                 "test_packed_resume.py", "test_package.py", "test_bad_inputs.py",
+                 "test_sweep_resume.py", "test_faults.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
