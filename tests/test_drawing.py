@@ -1,7 +1,8 @@
 """A pack's end-of-run figures drawn in a second process (nnlab.drawing, nnlab.packed.pictures):
 the same pictures as drawn here, in the order a solo run logs them; a figure that fails there is
 drawn, and raises, here; a drawing process that dies loses nothing; a pack stopped by Ctrl-C
-during its figures ends every run KILLED and leaves no drawing process behind."""
+during its figures ends every run KILLED and leaves no drawing (or metric-writing) process
+behind."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from nnlab.figures import boundary_strip, confusion_matrix, decision_boundary, w
 from nnlab.packed import Member, run_pack
 from nnlab.packed import pictures as pack_pictures
 from nnlab.packed import runner as pack_runner
+from nnlab.tracking.writer import MetricWriter
 
 
 def ready_drawer() -> Drawer:
@@ -147,6 +149,10 @@ def test_ctrl_c_during_a_packs_figures_kills_every_run_and_the_drawing_process(
     started: list[Drawer] = []
     monkeypatch.setattr(pack_runner, "start_drawer",
                         lambda members: started.append(ready_drawer()) or started[-1])
+    writers: list[MetricWriter] = []
+    start_writer = pack_runner.start_writer
+    monkeypatch.setattr(pack_runner, "start_writer",
+                        lambda members: writers.append(start_writer(members)) or writers[-1])
     draw_here = pack_pictures.draw_here
 
     def interrupted(job):  # Ctrl-C while this process draws a figure
@@ -159,5 +165,6 @@ def test_ctrl_c_during_a_packs_figures_kills_every_run_and_the_drawing_process(
         run_pack(members, "test-pack")
     assert signal.getsignal(signal.SIGINT) is handler
     assert started and started[0].process.poll() is not None  # no stray drawing process
+    assert writers and writers[0].process.process.poll() is not None  # nor metric writer
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert [client.get_run(m.tracker.run_id).info.status for m in members] == ["KILLED"] * 3

@@ -12,6 +12,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from nnlab.tracking import Tracker, is_server
+from nnlab.tracking.writer import MetricWriter
 
 SERVER_FLUSH_S = 5.0  # a tracking server's request costs ~0.1 s: step values wait up to this
 
@@ -20,15 +21,18 @@ class MlflowRunLogger(Logger):
     """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
 
     def __init__(self, tracker: Tracker, flush_every: int = 50,
-                 logged: Mapping[str, int] | None = None, epoch_flush_s: float = 0.0) -> None:
+                 logged: Mapping[str, int] | None = None, epoch_flush_s: float = 0.0,
+                 writer: MetricWriter | None = None) -> None:
         """`epoch_flush_s`: epoch values are written at once (0) or once this many seconds have
         passed since the last write, and so are `flush_every` pending values (a pack's members:
         one store write a member per epoch, or per 50 values of its per-layer instruments, is
-        most of a small pack's time)."""
+        most of a small pack's time). `writer`: batches are written by its process, not
+        waited for (a pack's members; `settle` waits)."""
         super().__init__()
         self.tracker = tracker
         self.flush_every = flush_every
         self.epoch_flush_s = epoch_flush_s
+        self.writer = writer
         self.min_interval_s = SERVER_FLUSH_S if is_server(tracker.tracking_uri) else 0.0
         self._flushed = time.monotonic()
         self._pending: list[Metric] = []
@@ -69,12 +73,26 @@ class MlflowRunLogger(Logger):
             self.flush()
 
     def flush(self) -> None:
+        """Pending values written, or sent to the writer."""
         self._flushed = time.monotonic()
         while self._pending:
             batch, self._pending = self._pending[:1000], self._pending[1000:]
-            self.tracker.log_batch(metrics=batch)  # retried while a server is briefly away
+            if self.writer is not None:
+                self.writer.send(self.tracker, batch)
+            else:
+                self.tracker.log_batch(metrics=batch)  # retried while a server is briefly away
+
+    def settle(self) -> None:
+        """Every value logged so far in the store."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.settle(self.tracker.run_id)
+
+    def unwritten(self) -> list[Metric]:
+        """Values flushed and not yet known to be in the store (sent to the writer)."""
+        return [] if self.writer is None else self.writer.unwritten(self.tracker.run_id)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        """Flush only: the run's final state is set by Tracker.end."""
-        self.flush()
+        """Settle only: the run's final state is set by Tracker.end."""
+        self.settle()

@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from mlflow.entities import Metric
 
 from nnlab.engine.callbacks import Checkpointer
 from nnlab.packed.batches import PackedBatches
@@ -45,13 +46,21 @@ def pack_run_ids(path: Path) -> list[str | None]:
     return list(state[PACK_STATE]["run_ids"])
 
 
+def pack_unwritten(path: Path) -> dict[str, list[Metric]]:
+    """Per member run, the metric values a pack checkpoint holds that were on their way to the
+    store when it was saved (written again on resume; MLflow skips those it holds)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return {run_id: [Metric(*value) for value in values]
+            for run_id, values in state[PACK_STATE].get("unwritten", {}).items()}
+
+
 class PackCheckpointer(Checkpointer):
     """The solo Checkpointer's saves (every `every_n_steps` optimiser steps, at an epoch's first
     batch once PACK_SAVE_S have passed, at the end, and when SIGTERM / Ctrl-C asks to stop, at a
-    batch boundary), for a pack:
-    each member's logger is flushed first, and the checkpoint also holds the member runs, their
-    `alive` flags, the epoch sums and held values, and each member's dropout and shuffling
-    streams, so a resumed pack logs what the uninterrupted one logs."""
+    batch boundary), for a pack: each member's logger is flushed first, and the checkpoint also
+    holds the member runs, the values still on their way to the store (sent to a metric
+    writer), their `alive` flags, the epoch sums and held values, and each member's dropout and
+    shuffling streams, so a resumed pack logs what the uninterrupted one logs."""
 
     def __init__(self, path: Path, every_n_steps: int, members: Sequence[Member],
                  dead: Sequence[int] = ()) -> None:
@@ -72,6 +81,9 @@ class PackCheckpointer(Checkpointer):
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         checkpoint[PACK_STATE] = {
             "run_ids": [m.tracker.run_id if m.tracker else None for m in self.members],
+            "unwritten": {m.tracker.run_id: [(v.key, v.value, v.timestamp, v.step)
+                                             for v in m.logger.unwritten()]
+                          for m in self.members if m.open},
             "alive": pl_module.alive.cpu().clone(),
             "sums": {stage: {k: v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
                              for k, v in vars(sums).items()}

@@ -47,7 +47,7 @@ def member_jobs(member: Member, trained: nn.Module, datamodule: Any, task: str |
     (its inputs read now: the learning curves from its run), not yet drawn."""
     jobs: list[Job] = []
     conv = first_conv(member.model)  # member.model keeps its init draw
-    member.logger.flush()  # the learning curves read the run's metric histories
+    member.logger.settle()  # the learning curves read the run's metric histories
     end_plots(lambda filename, draw, *args: jobs.append((filename, draw, args)), member.tracker,
               trained, trained, datamodule, task, weight_counts(param_layers(member.model)),
               None if conv is None else conv.weight.detach().cpu().clone(), frames, extent)

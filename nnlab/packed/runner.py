@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from mlflow.entities import Metric
 from omegaconf import DictConfig
 from torch import nn
 
@@ -26,7 +28,12 @@ from nnlab.engine.trained import log_trained_model
 from nnlab.errors import Diverged
 from nnlab.figures import weight_histograms
 from nnlab.packed.batches import PackedBatches
-from nnlab.packed.checkpoint import PackCheckpointer, PackResume, pack_checkpoint
+from nnlab.packed.checkpoint import (
+    PackCheckpointer,
+    PackResume,
+    pack_checkpoint,
+    pack_unwritten,
+)
 from nnlab.packed.members import Member, build_members
 from nnlab.packed.module import MemberHooks, PackedModule
 from nnlab.packed.pictures import (
@@ -41,6 +48,7 @@ from nnlab.packed.pictures import (
 from nnlab.quiet import quiet
 from nnlab.tracking import open_tracker, tags
 from nnlab.tracking.life import end_status, open_run, reopen_run
+from nnlab.tracking.writer import MetricWriter
 
 # A member's epoch values reach the store at most this often (and at every checkpoint save and
 # at the end): written at once, 16 members' per-epoch writes were 40% of a small pack's time.
@@ -75,7 +83,20 @@ def pack_trainer(cfg: DictConfig, root: Path, **overrides: Any) -> pl.Trainer:
                         **{"callbacks": [], **overrides})
 
 
-def _start_run(member: Member, pack_id: str, pack_size: int, checkpoint: Path) -> None:
+def start_writer(members: Sequence[Member]) -> MetricWriter | None:
+    """A metric-writing process when there are members to write for and a second CPU to write
+    on (the pack trains on one)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if len(members) < 2 or (cpus or 1) < 2:
+        return None
+    try:
+        return MetricWriter()
+    except OSError:  # no process to be had: every batch is written here
+        return None
+
+
+def _start_run(member: Member, pack_id: str, pack_size: int, checkpoint: Path,
+               writer: MetricWriter | None) -> None:
     """Open the member's MLflow run with the params, tags and artifacts a solo run logs first."""
     member.tracker = open_tracker(member.cfg)
     found = {**member.tags, tags.PACK: pack_id, "nnlab.pack_size": str(pack_size)}
@@ -84,16 +105,22 @@ def _start_run(member: Member, pack_id: str, pack_size: int, checkpoint: Path) -
     open_run(member.tracker, member.cfg, member.overrides, found, member.record, checkpoint,
              member.sweep_dir)
     member.open = True
-    member.logger = MlflowRunLogger(member.tracker, epoch_flush_s=PACK_FLUSH_S)
+    member.logger = MlflowRunLogger(member.tracker, epoch_flush_s=PACK_FLUSH_S, writer=writer)
 
 
-def _reopen_run(member: Member, run: Any, checkpoint: Path) -> None:
-    """Open a killed pack member's run again (RUNNING) to continue it from `checkpoint`; its
-    logger skips what the run logged already."""
+def _reopen_run(member: Member, run: Any, checkpoint: Path, unwritten: Sequence[Metric],
+                writer: MetricWriter | None) -> None:
+    """Open a killed pack member's run again (RUNNING) to continue it from `checkpoint` (first
+    writing the values the checkpoint holds that were on their way to the store); its logger
+    skips what the run logged already."""
     member.tracker = open_tracker(member.cfg)
+    member.tracker.run_id = run.info.run_id
+    for start in range(0, len(unwritten), 1000):
+        member.tracker.log_batch(metrics=list(unwritten[start:start + 1000]))
     logged = reopen_run(member.tracker, run.info.run_id, checkpoint)
     member.open = True
-    member.logger = MlflowRunLogger(member.tracker, logged=logged, epoch_flush_s=PACK_FLUSH_S)
+    member.logger = MlflowRunLogger(member.tracker, logged=logged, epoch_flush_s=PACK_FLUSH_S,
+                                    writer=writer)
 
 
 def _end_run(member: Member, err: BaseException | None = None) -> None:
@@ -101,7 +128,7 @@ def _end_run(member: Member, err: BaseException | None = None) -> None:
     status, error = end_status(err)
     member.open = False
     if member.logger is not None:
-        member.logger.flush()
+        member.logger.settle()
     if error is not None:
         member.error = f"{type(error).__name__}: {error}"
     member.tracker.end(status, error)
@@ -198,17 +225,20 @@ def run_pack(members: Sequence[Member], pack_id: str,
     previous = {sig: signal.signal(sig, checkpointer.request_stop)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     threads = torch.get_num_threads()
-    drawer = None
+    drawer = writer = None
     try:
         drawer = start_drawer(members)  # its imports overlap the training
+        writer = start_writer(members)
+        unwritten = pack_unwritten(ckpt_path) if resume else {}
         for m, member in enumerate(members):
             member.model = modules[m].model
             if resume is None:
-                _start_run(member, pack_id, len(members), ckpt_path)
+                _start_run(member, pack_id, len(members), ckpt_path, writer)
             elif m in dead:
                 member.error = resume.runs[m].data.tags.get(tags.ERROR, "FAILED before the kill")
             else:
-                _reopen_run(member, resume.runs[m], ckpt_path)
+                run = resume.runs[m]
+                _reopen_run(member, run, ckpt_path, unwritten.get(run.info.run_id, []), writer)
         ahead = draw_ahead(drawer, members)  # drawn while the pack trains
         if resume is not None:
             print(f"nnlab: resuming pack {pack_id} from {ckpt_path}", flush=True)
@@ -244,6 +274,8 @@ def run_pack(members: Sequence[Member], pack_id: str,
     finally:
         if drawer is not None:
             drawer.close()
+        if writer is not None:
+            writer.close()
         torch.set_num_threads(threads)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
