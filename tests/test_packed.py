@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from nnlab.engine import train_one
+from nnlab.engine.logger import is_curve
+from nnlab.figures import learning_curves
 from nnlab.packed import (
     PACK_TAG,
     Member,
@@ -235,6 +237,14 @@ def test_packed_members_log_the_solo_runs_instruments(compose_cfg, tmp_path,
         assert figures == {a.path for a in client.list_artifacts(twin.info.run_id,
                                                                  "instruments")}
         assert "instruments/decision_boundary.gif" in figures
+        # the learning curves, drawn from the values the member's logger kept, are the picture
+        # its run's metric histories in the store give
+        curves = {key: [(m.step, m.value) for m in
+                        client.get_metric_history(packed.info.run_id, key)]
+                  for key in packed.data.metrics if is_curve(key)}
+        drawn = client.download_artifacts(packed.info.run_id, "instruments/learning_curves.png",
+                                          str(tmp_path))
+        assert Path(drawn).read_bytes() == learning_curves(curves)
 
 
 def test_a_pack_splits_at_max_members_and_says_how_many_fit(all_runs, run_cli, tmp_path) -> None:

@@ -294,9 +294,11 @@ def trainer_end_plots(artifact: Callable[..., None], trainer, pl_module,
 def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, predict: nn.Module,
               datamodule: Any, task: str | None, init_histograms: list[Histogram],
               init_kernels: torch.Tensor | None,
-              frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
+              frames: list[tuple[int, torch.Tensor]], extent: list[float] | None,
+              curves: dict[str, list[tuple[int, float]]] | None = None) -> None:
     """Every end-of-run figure of one trained model; `artifact(filename, draw, *args)` logs one
-    (`model`: the bare net, `predict`: what maps inputs to scores, often the same)."""
+    (`model`: the bare net, `predict`: what maps inputs to scores, often the same; `curves`:
+    the learning curves' values when the caller kept them, else read back from the run)."""
     # lazy: matplotlib and torch load only when a figure is drawn
     from nnlab.figures import (
         confusion_matrix,
@@ -307,11 +309,14 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
 
     if init_histograms:
         artifact("weights_at_init.png", weight_histograms, init_histograms)
-    if tracker is not None:
+    if curves is None and tracker is not None:
+        # lazy: the logger module imports Lightning; end_plots' callers have it loaded already
+        from nnlab.engine.logger import is_curve
+
         curves = {key: [(m.step, m.value) for m in
                         tracker.client.get_metric_history(tracker.run_id, key)]
-                  for key in tracker.client.get_run(tracker.run_id).data.metrics
-                  if key.split("/")[0] in ("train", "val") and not key.endswith("_step")}
+                  for key in tracker.client.get_run(tracker.run_id).data.metrics if is_curve(key)}
+    if curves is not None:
         artifact("learning_curves.png", learning_curves, curves)
     conv_plots(artifact, model, datamodule, init_kernels)
     if task != "classification" or not hasattr(datamodule, "splits"):

@@ -17,17 +17,23 @@ from nnlab.tracking.writer import MetricWriter
 SERVER_FLUSH_S = 5.0  # a tracking server's request costs ~0.1 s: step values wait up to this
 
 
+def is_curve(key: str) -> bool:
+    """Whether a metric is drawn in the learning curves: train/ and val/ per-epoch values."""
+    return key.split("/")[0] in ("train", "val") and not key.endswith("_step")
+
+
 class MlflowRunLogger(Logger):
     """Lightning logger that writes metrics into an already-open MLflow run, in batches."""
 
     def __init__(self, tracker: Tracker, flush_every: int = 50,
                  logged: Mapping[str, int] | None = None, epoch_flush_s: float = 0.0,
-                 writer: MetricWriter | None = None) -> None:
+                 writer: MetricWriter | None = None, keep_curves: bool = False) -> None:
         """`epoch_flush_s`: epoch values are written at once (0) or once this many seconds have
         passed since the last write, and so are `flush_every` pending values (a pack's members:
         one store write a member per epoch, or per 50 values of its per-layer instruments, is
         most of a small pack's time). `writer`: batches are written by its process, not
-        waited for (a pack's members; `settle` waits)."""
+        waited for (a pack's members; `settle` waits). `keep_curves`: also keep the learning
+        curves' values (`curves`), so they need not be read back from the store."""
         super().__init__()
         self.tracker = tracker
         self.flush_every = flush_every
@@ -37,6 +43,9 @@ class MlflowRunLogger(Logger):
         self._flushed = time.monotonic()
         self._pending: list[Metric] = []
         self._logged = dict(logged or {})  # a resumed run's last step per key: not logged twice
+        # a resumed run's earlier values are in the store only: its curves are read back
+        self._curves: dict[str, list[tuple[int, float]]] | None = \
+            {} if keep_curves and not logged else None
 
     @property
     def name(self) -> str:
@@ -66,6 +75,8 @@ class MlflowRunLogger(Logger):
                 continue
             epoch_end |= not key.endswith("_step")
             self._pending.append(Metric(key, float(value), now, step or 0))
+            if self._curves is not None and is_curve(key):
+                self._curves.setdefault(key, []).append((step or 0, float(value)))
         since = time.monotonic() - self._flushed
         due = len(self._pending) >= self.flush_every and \
             since >= max(self.min_interval_s, self.epoch_flush_s)
@@ -87,6 +98,11 @@ class MlflowRunLogger(Logger):
         self.flush()
         if self.writer is not None:
             self.writer.settle(self.tracker.run_id)
+
+    def curves(self) -> dict[str, list[tuple[int, float]]] | None:
+        """The learning curves' values as logged (what the store's histories hold), or None
+        when they were not kept (`keep_curves`, not for a resumed run)."""
+        return None if self._curves is None else {k: list(v) for k, v in self._curves.items()}
 
     def unwritten(self) -> list[Metric]:
         """Values flushed and not yet known to be in the store (sent to the writer)."""

@@ -44,13 +44,17 @@ def start_drawer(members: Sequence[Member]) -> Drawer | None:
 def member_jobs(member: Member, trained: nn.Module, datamodule: Any, task: str | None,
                 frames: list, extent: list[float] | None) -> list[Job]:
     """The figures the Instruments callback draws at the end of a solo run, for one member
-    (its inputs read now: the learning curves from its run), not yet drawn."""
+    (its inputs taken now: the learning curves as its logger kept them, or from its run), not
+    yet drawn."""
     jobs: list[Job] = []
     conv = first_conv(member.model)  # member.model keeps its init draw
-    member.logger.settle()  # the learning curves read the run's metric histories
+    curves = member.logger.curves()
+    if curves is None:  # a resumed run: its learning curves are read back from the store
+        member.logger.settle()
     end_plots(lambda filename, draw, *args: jobs.append((filename, draw, args)), member.tracker,
               trained, trained, datamodule, task, weight_counts(param_layers(member.model)),
-              None if conv is None else conv.weight.detach().cpu().clone(), frames, extent)
+              None if conv is None else conv.weight.detach().cpu().clone(), frames, extent,
+              curves)
     return jobs
 
 

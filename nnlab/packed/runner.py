@@ -105,7 +105,8 @@ def _start_run(member: Member, pack_id: str, pack_size: int, checkpoint: Path,
     open_run(member.tracker, member.cfg, member.overrides, found, member.record, checkpoint,
              member.sweep_dir)
     member.open = True
-    member.logger = MlflowRunLogger(member.tracker, epoch_flush_s=PACK_FLUSH_S, writer=writer)
+    member.logger = MlflowRunLogger(member.tracker, epoch_flush_s=PACK_FLUSH_S, writer=writer,
+                                    keep_curves=draws_figures(member))
 
 
 def _reopen_run(member: Member, run: Any, checkpoint: Path, unwritten: Sequence[Metric],
@@ -120,7 +121,7 @@ def _reopen_run(member: Member, run: Any, checkpoint: Path, unwritten: Sequence[
     logged = reopen_run(member.tracker, run.info.run_id, checkpoint)
     member.open = True
     member.logger = MlflowRunLogger(member.tracker, logged=logged, epoch_flush_s=PACK_FLUSH_S,
-                                    writer=writer)
+                                    writer=writer, keep_curves=draws_figures(member))
 
 
 def _end_run(member: Member, err: BaseException | None = None) -> None:
