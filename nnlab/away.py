@@ -13,6 +13,7 @@ jobs need.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import queue
@@ -127,6 +128,7 @@ def serve(warm_up: Callable[[], Callable[[Callable[..., Any], tuple], bytes]],
                   file=sys.stderr, flush=True)
             out = None
         _write(results, pickle.dumps((key, out)))
+    gc.freeze()  # no collections at exit: the caller may be waiting (see nnlab.__main__)
 
 
 def _write(pipe: IO[bytes], frame: bytes) -> None:
