@@ -36,26 +36,27 @@ RUNS = {
     "lenet5 on digits, 2 epochs": ["model=lenet5", "dataset=digits", "trainer.max_epochs=2"],
 }
 
-# `python -m nnlab` with the time spent in the instruments' figures written to $FIGURES_FILE.
+# `python -m nnlab` (the module run as __main__, as the command runs it) with the CPU and wall
+# seconds spent in the instruments' figures written to $FIGURES_FILE.
 TIMED_CLI = """
-import os, time
+import os, runpy, time
 from nnlab.engine import instruments
-spent = [0.0]
+spent = [0.0, 0.0]
 def timed(method):
     def wrapper(*args, **kwargs):
-        start = time.process_time()
+        cpu, wall = time.process_time(), time.perf_counter()
         try:
             return method(*args, **kwargs)
         finally:
-            spent[0] += time.process_time() - start
+            spent[0] += time.process_time() - cpu
+            spent[1] += time.perf_counter() - wall
     return wrapper
 instruments.Instruments._end_plots = timed(instruments.Instruments._end_plots)
 instruments.Instruments._init_plot = timed(instruments.Instruments._init_plot)
 try:
-    from nnlab.__main__ import main
-    main()
+    runpy.run_module("nnlab", run_name="__main__")
 finally:
-    open(os.environ["FIGURES_FILE"], "w").write(repr(spent[0]))
+    open(os.environ["FIGURES_FILE"], "w").write(repr(spent))
 """
 
 
@@ -124,9 +125,10 @@ def timed_figures(repeats: int) -> dict[str, dict[str, list[float]]]:
                   for fig, times in figs.items()} for run, figs in found.items()}
 
 
-def default_run_share(repeats: int) -> list[tuple[float, float]]:
-    """(CPU s of the whole process, CPU s in the figures) of `python -m nnlab` (the default
-    job), per repeat."""
+def default_run_share(repeats: int) -> list[tuple[float, float, float, float]]:
+    """(CPU s of the whole process, CPU s in the figures, wall s of the whole process from its
+    start to its exit, wall s in the figures) of `python -m nnlab` (the default job), per
+    repeat."""
     import resource
 
     def children() -> float:
@@ -137,11 +139,13 @@ def default_run_share(repeats: int) -> list[tuple[float, float]]:
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "figures_s"
-            start = children()
+            start, wall = children(), time.perf_counter()
             subprocess.run([sys.executable, "-c", TIMED_CLI, "trainer.enable_progress_bar=false"],
                            cwd=tmp, check=True, capture_output=True,
                            env={**os.environ, "FIGURES_FILE": str(out)})
-            found.append((children() - start, float(out.read_text())))
+            wall = time.perf_counter() - wall
+            cpu_figures, wall_figures = json.loads(out.read_text())
+            found.append((children() - start, cpu_figures, wall, wall_figures))
     return found
 
 
@@ -200,12 +204,14 @@ def main(argv: list[str] | None = None) -> None:
     lines.append("")
     for label in labels:
         shares = [share for r in found[label] for share in r["default"]]
-        wall = statistics.median(w for w, _ in shares)
-        spent = statistics.median(s for _, s in shares)
-        lines.append(f"- {label}: default `python -m nnlab` (LeNet-5 on digits, 10 epochs): "
-                     f"{wall:.2f} CPU s in all, figures {spent:.2f} CPU s = "
-                     f"**{100 * spent / wall:.1f}%** of the run (each: "
-                     + ", ".join(f"{s:.2f}/{w:.2f}" for w, s in shares) + ")")
+        cpu, cpu_figures, wall, wall_figures = (statistics.median(share[i] for share in shares)
+                                                for i in range(4))
+        lines.append(f"- {label}: default `python -m nnlab` (LeNet-5 on digits, 10 epochs), "
+                     f"start to exit: {wall:.2f} s wall, figures {wall_figures:.2f} s = "
+                     f"**{100 * wall_figures / wall:.1f}% of its wall time**; {cpu:.2f} CPU s, "
+                     f"figures {cpu_figures:.2f} CPU s = {100 * cpu_figures / cpu:.1f}% (each, "
+                     "wall figures/process: " + ", ".join(f"{s[3]:.2f}/{s[2]:.2f}" for s in shares)
+                     + ")")
     lines += [f"- load average at end {os.getloadavg()[0]:.1f}", ""]
     print("\n".join(lines))
     with Path(args.out).open("a") as handle:

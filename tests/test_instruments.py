@@ -16,6 +16,8 @@ from torch import nn
 from nnlab.activations import ACTIVATIONS
 from nnlab.engine import train_one
 from nnlab.engine.instruments import Instruments, instrument_callbacks
+from nnlab.engine.logger import is_curve
+from nnlab.figures import learning_curves
 from nnlab.plot import activation_curves, main
 from nnlab.tracking.tags import LAYERS as LAYERS_TAG
 
@@ -67,6 +69,11 @@ def test_plots_are_logged_as_png_artifacts(compose_cfg, moons_run) -> None:
     for name in expected:
         data = Path(folder, f"{name}.png").read_bytes()
         assert data.startswith(PNG) and len(data) > 5000
+    # the learning curves, drawn from the values the run's logger kept, are the picture the
+    # run's metric histories in the store give
+    curves = {key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+              for key in run.data.metrics if is_curve(key)}
+    assert Path(folder, "learning_curves.png").read_bytes() == learning_curves(curves)
 
 
 class ListLogger(Logger):

@@ -281,14 +281,15 @@ def boundary_frame(pl_module, points: torch.Tensor) -> torch.Tensor:
 def trainer_end_plots(artifact: Callable[..., None], trainer, pl_module,
                       init_histograms: list[Histogram], init_kernels: torch.Tensor | None,
                       frames: list[tuple[int, torch.Tensor]], extent: list[float] | None) -> None:
-    """end_plots for a solo run's trainer: its run's curves read back once the logger wrote
-    them."""
+    """end_plots for a solo run's trainer: its run's curves as its logger kept them, else read
+    back once the logger wrote them (a resumed run)."""
     tracker = _tracker(trainer)
-    if tracker is not None:
+    curves = getattr(trainer.logger, "curves", lambda: None)() if tracker is not None else None
+    if tracker is not None and curves is None:
         trainer.logger.flush()
     end_plots(artifact, tracker, getattr(pl_module, "model", pl_module), pl_module,
               trainer.datamodule, getattr(pl_module, "task", None), init_histograms,
-              init_kernels, frames, extent)
+              init_kernels, frames, extent, curves)
 
 
 def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, predict: nn.Module,

@@ -88,7 +88,8 @@ def _fit_and_test(cfg: DictConfig, tracker: Tracker, datamodule: Any, module: An
     value and the run's final metrics."""
     progress = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []
     trainer = make_trainer(
-        cfg, logger=[MlflowRunLogger(tracker, logged=logged), *user_parts(cfg, "logger")],
+        cfg, logger=[MlflowRunLogger(tracker, logged=logged, keep_curves=bool(
+            cfg.instruments.enabled and cfg.instruments.plots)), *user_parts(cfg, "logger")],
         callbacks=[EpochTimer(), *instrument_callbacks(cfg), DivergenceGuard(),
                    ResumeState(), checkpointer, *progress, *user_parts(cfg, "callbacks")],
         default_root_dir=out_dir,
