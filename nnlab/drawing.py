@@ -80,6 +80,7 @@ def _warm_up() -> Callable[[Callable[..., Any], tuple], bytes]:
     from matplotlib.figure import Figure
     from PIL import Image
 
+    # lazy: only the drawing process draws; this module is imported by callers too
     from nnlab.figures import png_bytes
 
     torch.set_num_threads(1)

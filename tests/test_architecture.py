@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A wing is a top-level module or package of nnlab: a package's modules are in its layer
 # (nnlab.report.stats is a command's, nnlab.figures.canvas a part's).
 LAYERS = ["parts", "config", "tracking", "engine", "jobs", "packed", "plugins", "commands"]
-PARTS = {"errors", "quiet", "figures", "drawing", "memory", "activations", "inits", "losses",
-         "models", "data"}
+PARTS = {"errors", "quiet", "figures", "away", "drawing", "memory", "activations", "inits",
+         "losses", "models", "data"}
 COMMANDS = {"__main__", "report", "report_page", "findings", "server", "plot", "api"}
 MAX_LINES = 500  # a module longer than this is split into a package of concerns
 
