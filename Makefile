@@ -35,7 +35,7 @@ postgres:               ## Debian's PostgreSQL server programs (initdb, pg_ctl),
 bench: $(STAMP)         ## benchmarks; figures go to bench/results.md
 	$(PY) bench/run.py
 
-findings: $(STAMP)     ## run every study (full mode, 5 seeds: about an hour) and rewrite docs/findings.md
+findings: $(STAMP)     ## run every study (full mode, 5 seeds: 21 min on 2 idle cores) and rewrite docs/findings.md
 	NNLAB_DATA=$${NNLAB_DATA:-../shared/data} $(PY) -m nnlab.findings $(FINDINGS_ARGS)
 
 lint: $(STAMP)

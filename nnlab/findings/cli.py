@@ -7,7 +7,7 @@ tested directly (option vs option on one metric: paired t over seeds, or Welch's
 corrected across the study's claims). Nothing in the written document is typed by hand but the
 claims' wording.
 
-    python -m nnlab.findings                        # full mode, every study (about an hour)
+    python -m nnlab.findings                        # full mode, every study (~21 min on 2 cores)
     python -m nnlab.findings --mode quick --studies loss_regression_study --seeds 2
     python -m nnlab.findings --report-only          # re-read existing stores, rewrite the doc
 """
