@@ -36,6 +36,7 @@ from nnlab.tracking import tags
 
 BOUNDARY_FRAMES = 8  # decision-boundary snapshots over training (init included)
 BOUNDARY_GRID = 100  # grid points per axis of each snapshot
+INIT_FIGURE = "weights_at_init.png"  # the weight histograms as initialised (drawn first)
 
 
 def instrument_callbacks(cfg: Mapping[str, Any]) -> list[Callback]:
@@ -208,13 +209,13 @@ class Instruments(Callback):
             try:
                 self._init_plot(trainer)
             except Exception as err:  # never mask the error that ended the run
-                warnings.warn(f"nnlab: could not draw weights_at_init.png: {err}", stacklevel=1)
+                warnings.warn(f"nnlab: could not draw {INIT_FIGURE}: {err}", stacklevel=1)
 
     def _init_plot(self, trainer) -> None:
         # lazy: matplotlib and torch load only when a figure is drawn
         from nnlab.figures import weight_histograms
 
-        self._artifact(trainer, "weights_at_init.png", weight_histograms, self.init_histograms)
+        self._artifact(trainer, INIT_FIGURE, weight_histograms, self.init_histograms)
         self.init_histograms = []
 
     def _end_plots(self, trainer, pl_module) -> None:
@@ -309,7 +310,7 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
     )
 
     if init_histograms:
-        artifact("weights_at_init.png", weight_histograms, init_histograms)
+        artifact(INIT_FIGURE, weight_histograms, init_histograms)
     if curves is None and tracker is not None:
         # lazy: the logger module imports Lightning; end_plots' callers have it loaded already
         from nnlab.engine.logger import is_curve

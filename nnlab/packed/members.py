@@ -29,7 +29,8 @@ class Member:
     logger: Any = None
     error: str | None = None
     result: float = math.nan
-    model: nn.Module | None = None
+    model: nn.Module | None = None  # as initialised (the pack trains a stacked copy)
+    init_histograms: list | None = None  # its weights' histograms at init, counted once
     record: RunRecord | None = None  # what its run records first (model summary, data set)
     open: bool = False  # its MLflow run is open
     sweep_dir: Path | None = None  # its sweep's folder: the run nests under the sweep's run

@@ -12,7 +12,13 @@ from typing import Any
 from torch import nn
 
 from nnlab.drawing import Drawer, boundary_scores, portable
-from nnlab.engine.instruments import end_plots, first_conv, param_layers, weight_counts
+from nnlab.engine.instruments import (
+    INIT_FIGURE,
+    end_plots,
+    first_conv,
+    param_layers,
+    weight_counts,
+)
 from nnlab.figures import confusion_matrix, decision_boundary, png_bytes, weight_histograms
 from nnlab.figures.per_run import confusion_counts, confusion_figure
 from nnlab.packed.members import Member
@@ -52,10 +58,18 @@ def member_jobs(member: Member, trained: nn.Module, datamodule: Any, task: str |
     if curves is None:  # a resumed run: its learning curves are read back from the store
         member.logger.settle()
     end_plots(lambda filename, draw, *args: jobs.append((filename, draw, args)), member.tracker,
-              trained, trained, datamodule, task, weight_counts(param_layers(member.model)),
+              trained, trained, datamodule, task, init_counts(member),
               None if conv is None else conv.weight.detach().cpu().clone(), frames, extent,
               curves)
     return jobs
+
+
+def init_counts(member: Member) -> list:
+    """The member's weight histograms as initialised (member.model keeps its init draw), counted
+    once for the figure drawn ahead, at the end, or when the member diverges."""
+    if member.init_histograms is None:
+        member.init_histograms = weight_counts(param_layers(member.model))
+    return member.init_histograms
 
 
 def draw_here(job: Job) -> bytes:
@@ -85,9 +99,9 @@ def draw_ahead(drawer: Drawer | None, members: Sequence[Member]) -> set[tuple[in
     sent = set()
     for m, member in enumerate(members):
         if member.open and draws_figures(member):
-            drawer.submit((AHEAD_KEY, m, "weights_at_init.png"), weight_histograms,
-                          portable(weight_counts(param_layers(member.model))))
-            sent.add((m, "weights_at_init.png"))
+            drawer.submit((AHEAD_KEY, m, INIT_FIGURE), weight_histograms,
+                          portable(init_counts(member)))
+            sent.add((m, INIT_FIGURE))
     return sent
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from nnlab.config import plain
 from nnlab.drawing import Drawer
-from nnlab.engine.instruments import log_figure, log_picture, param_layers, weight_counts
+from nnlab.engine.instruments import INIT_FIGURE, log_figure, log_picture, param_layers
 from nnlab.engine.logger import MlflowRunLogger
 from nnlab.engine.solo import make_trainer
 from nnlab.engine.trained import log_trained_model
@@ -42,6 +42,7 @@ from nnlab.packed.pictures import (
     draw_ahead,
     draw_members,
     draws_figures,
+    init_counts,
     member_jobs,
     start_drawer,
 )
@@ -137,8 +138,8 @@ def _end_run(member: Member, err: BaseException | None = None) -> None:
 
 def init_plot(member: Member) -> None:
     """The member's weight histograms at init (member.model keeps its init draw)."""
-    log_figure(member.tracker, member.output_dir, "weights_at_init.png", weight_histograms,
-               weight_counts(param_layers(member.model)))
+    log_figure(member.tracker, member.output_dir, INIT_FIGURE, weight_histograms,
+               init_counts(member))
 
 
 def finish_members(members: Sequence[Member], module: PackedModule, datamodules: Sequence[Any],
