@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)           ## train the default experiment (LeNet-5 on the offline digits) and log it
 	$(PY) -m nnlab
 
-test: $(STAMP) postgres ## the default test suite (budget 15 min: 14 min 19 s on 2 cores, bench/results.md; the cluster tests need SLURM)
+test: $(STAMP) postgres ## the default test suite (budget 15 min: 14 min 46 s on 2 cores, bench/results.md; the cluster tests need SLURM)
 	@PATH=/usr/sbin:$$PATH command -v slurmctld >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge; else sudo apt-get install -y slurm-wlm munge; fi; }
 	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
