@@ -108,6 +108,12 @@ class Away:
         self._back.put(None)
 
 
+def spare_cpu() -> bool:
+    """Whether this process may use a second CPU, where a helper process works beside it."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cpus or 1) >= 2
+
+
 def serve(warm_up: Callable[[], Callable[[Callable[..., Any], tuple], bytes]],
           what: str) -> None:
     """A helper process's loop: `do = warm_up()` (the imports), then jobs from stdin and

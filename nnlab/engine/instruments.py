@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from nnlab.activations import Activation, spec_of
+from nnlab.engine.logger import is_curve
 from nnlab.tracking import tags
 
 BOUNDARY_FRAMES = 8  # decision-boundary snapshots over training (init included)
@@ -312,9 +313,6 @@ def end_plots(artifact: Callable[..., None], tracker: Any, model: nn.Module, pre
     if init_histograms:
         artifact(INIT_FIGURE, weight_histograms, init_histograms)
     if curves is None and tracker is not None:
-        # lazy: the logger module imports Lightning; end_plots' callers have it loaded already
-        from nnlab.engine.logger import is_curve
-
         curves = {key: [(m.step, m.value) for m in
                         tracker.client.get_metric_history(tracker.run_id, key)]
                   for key in tracker.client.get_run(tracker.run_id).data.metrics if is_curve(key)}

@@ -4,13 +4,13 @@ side; a member's run is finished only once all its figures are drawn."""
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
+from nnlab.away import spare_cpu
 from nnlab.drawing import Drawer, boundary_scores, portable
 from nnlab.engine.instruments import (
     INIT_FIGURE,
@@ -38,8 +38,7 @@ def draws_figures(member: Member) -> bool:
 def start_drawer(members: Sequence[Member]) -> Drawer | None:
     """A drawing process when the members draw figures and a second CPU is there to draw them."""
     plotted = sum(draws_figures(m) for m in members)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if plotted < 2 or (cpus or 1) < 2:
+    if plotted < 2 or not spare_cpu():
         return None
     try:
         return Drawer()

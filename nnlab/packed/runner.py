@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ from mlflow.entities import Metric
 from omegaconf import DictConfig
 from torch import nn
 
+from nnlab.away import spare_cpu
 from nnlab.config import plain
 from nnlab.drawing import Drawer
 from nnlab.engine.instruments import INIT_FIGURE, log_figure, log_picture, param_layers
@@ -87,8 +87,7 @@ def pack_trainer(cfg: DictConfig, root: Path, **overrides: Any) -> pl.Trainer:
 def start_writer(members: Sequence[Member]) -> MetricWriter | None:
     """A metric-writing process when there are members to write for and a second CPU to write
     on (the pack trains on one)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if len(members) < 2 or (cpus or 1) < 2:
+    if len(members) < 2 or not spare_cpu():
         return None
     try:
         return MetricWriter()

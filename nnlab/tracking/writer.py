@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 from nnlab.away import Away
 from nnlab.away import serve as serve_jobs
@@ -90,15 +91,13 @@ def absolute_uri(tracking_uri: str) -> str:
     return tracking_uri if db is None else f"sqlite:///{db.absolute()}"
 
 
-_clients: dict[str, Any] = {}
+_clients: dict[str, MlflowClient] = {}
 _caller = os.getppid()  # in the writing process: the pack's
 
 
 def write_batch(tracking_uri: str, run_id: str, metrics: list[Metric]) -> bytes:
     """In the writing process: the batch into the run's store (b"": written). Once the caller
     is gone (killed) nothing more is written: its resume reads the store and goes on from it."""
-    from mlflow.tracking import MlflowClient
-
     if os.getppid() != _caller:
         sys.exit(0)
     if tracking_uri not in _clients:
@@ -114,6 +113,5 @@ def serve() -> None:
 
 def _warm_up() -> Callable[[Callable[..., Any], tuple], bytes]:
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (what the first batch needs)
-    from mlflow.tracking import MlflowClient  # noqa: F401
 
     return lambda write, args: write(*args)
